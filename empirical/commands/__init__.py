@@ -1,0 +1,1 @@
+"""One module per ``hfta`` command; each registers itself on ``empirical.cli.app``."""

@@ -1,0 +1,1 @@
+"""proofs/: machine-checked proofs of every theorem in ``theory.catalogue()``."""

@@ -1,0 +1,29 @@
+"""Shared pytest configuration: hypothesis profiles chosen by ``HYPOTHESIS_PROFILE``.
+
+* ``ci`` (default): few examples, no deadline, derandomized so CI is reproducible.
+* ``thorough``: many examples, for a long local run:
+  ``HYPOTHESIS_PROFILE=thorough .venv/bin/python -m pytest``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=500,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
