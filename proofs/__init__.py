@@ -1,1 +1,15 @@
-"""proofs/: machine-checked proofs of every theorem in ``theory.catalogue()``."""
+"""proofs/: machine-checked proofs of every theorem in ``theory.catalogue()``.
+
+Imports theory only (never torch or empirical/). ``python -m proofs`` (or ``hfta prove``)
+discharges every obligation and negative control and exits non-zero on any failure.
+
+* ``proofs.theorems.<name>``: one proof module per catalogued theorem, ``proof() -> Proof``;
+* ``proofs.axioms``: every fact taken as given, named, in one place;
+* ``proofs.induction``: the induction schema (base case + inductive step), stated once;
+* ``proofs.translate`` / ``proofs.statements``: theory's sympy statements as z3 facts;
+* ``proofs.solver``: z3 (with a per-obligation timeout) and sympy discharge;
+* ``proofs.obligation``: obligations, controls, outcomes (proved / checked / refuted /
+  failed / unknown); ``proofs.registry`` and ``proofs.runner``: the run and its report;
+* ``proofs.tightness``: T2's bound against exact worst cases from PEPit (run separately:
+  ``python -m proofs.tightness``).
+"""
