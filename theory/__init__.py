@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import importlib
 
+from theory.conditions import (
+    Generalization,
+    ResistanceCertificate,
+    Stability,
+    StrongResistance,
+    Trainability,
+    WeakResistance,
+)
+from theory.curve import Curve
 from theory.errors import AssumptionError, DataOverlapError, HftaInputError
+from theory.framework import AttackSetting, DataSet, HarmfulTrainingProblem, ThreatModel
 from theory.theorem import Assumption, Theorem
 from theory.theorems import CATALOGUE_MODULES
 from theory.verdict import Status, Verdict
@@ -19,11 +29,22 @@ from theory.verdict import Status, Verdict
 __all__ = [
     "Assumption",
     "AssumptionError",
+    "AttackSetting",
+    "Curve",
     "DataOverlapError",
+    "DataSet",
+    "Generalization",
+    "HarmfulTrainingProblem",
     "HftaInputError",
+    "ResistanceCertificate",
+    "Stability",
     "Status",
+    "StrongResistance",
     "Theorem",
+    "ThreatModel",
+    "Trainability",
     "Verdict",
+    "WeakResistance",
     "catalogue",
     "theorem",
 ]
