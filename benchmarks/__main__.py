@@ -15,7 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCHMARK_MODULES: tuple[str, ...] = ("theory_bench",)
+BENCHMARK_MODULES: tuple[str, ...] = (
+    "theory_bench",
+    "engine_bench",
+    "proofs_bench",
+    "estimators_bench",
+)
 
 
 def main(argv: list[str]) -> int:

@@ -21,10 +21,12 @@ Each theorem has
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import sympy as sp
 
 from theory.errors import AssumptionError
@@ -92,6 +94,23 @@ class Theorem:
             "bound": sp.latex(self.bound),
         }
 
+    @property
+    def parameter_assumptions(self) -> tuple[Assumption, ...]:
+        """The assumptions checked on numbers (``kind == "parameter"``)."""
+        return tuple(a for a in self.assumptions if a.kind == "parameter")
+
+    @property
+    def hypotheses(self) -> tuple[Assumption, ...]:
+        """The properties of the loss taken as given (``kind == "hypothesis"``)."""
+        return tuple(a for a in self.assumptions if a.kind == "hypothesis")
+
+    def assumption(self, name: str) -> Assumption:
+        """The assumption called ``name`` (``KeyError`` if there is none)."""
+        for a in self.assumptions:
+            if a.name == name:
+                return a
+        raise KeyError(f"{self.label} has no assumption '{name}'")
+
     # ----------------------------------------------------------------- numerics
     @property
     def parameters(self) -> tuple[sp.Symbol, ...]:
@@ -104,29 +123,26 @@ class Theorem:
         Assumptions mentioning a symbol absent from ``values`` are skipped; values that are
         NaN or infinite are rejected outright (a silent NaN is never a bound).
         """
-        for key, value in values.items():
-            if isinstance(value, float | int) and not math.isfinite(float(value)):
-                raise AssumptionError(self.label, f"{key}_finite", f"{key} = {value}")
-        for a in self.assumptions:
-            if a.kind != "parameter":
-                continue
-            names = {s.name for s in a.statement.free_symbols}  # type: ignore[attr-defined]
-            if not names <= values.keys():
-                continue
-            truth = a.statement.subs(_by_name(a.statement, values))
-            if truth is not sp.true and not bool(truth):
-                shown = ", ".join(f"{n} = {values[n]:g}" for n in sorted(names))
-                detail = f"{sp.sstr(a.statement)} fails at {shown}"
-                raise AssumptionError(self.label, a.name, detail)
+        check_parameter_assumptions(self.label, self.assumptions, values)
 
     def evaluate(self, **values: float) -> float:
         """The numeric value of ``bound`` after checking the parameter assumptions."""
+        return self.evaluate_expression(self.bound, **values)
+
+    def evaluate_expression(self, expr: sp.Expr, **values: float) -> float:
+        """The numeric value of ``expr`` (one of this theorem's expressions: ``bound``, the
+        other side of the conclusion, a derived quantity) after checking the parameter
+        assumptions; missing inputs and a non-finite result raise ``AssumptionError``."""
         self.check_assumptions(**values)
-        missing = [s.name for s in self.parameters if s.name not in values]
+        args = tuple(sorted(expr.free_symbols, key=lambda s: s.name))
+        missing = [s.name for s in args if s.name not in values]
         if missing:
             raise AssumptionError(self.label, "inputs_given", f"missing values for {missing}")
-        fn = _lambdified(self.bound, self.parameters)
-        result = float(fn(*(values[s.name] for s in self.parameters)))
+        fn = _lambdified(expr, args)
+        try:
+            result = float(fn(*(values[s.name] for s in args)))
+        except (ZeroDivisionError, ValueError, OverflowError) as exc:
+            raise AssumptionError(self.label, "finite_bound", f"cannot evaluate: {exc}") from None
         if not math.isfinite(result):
             raise AssumptionError(self.label, "finite_bound", f"bound evaluates to {result}")
         return result
@@ -136,6 +152,15 @@ class Theorem:
         self.check_assumptions(**values)
         return bool(self.conclusion.subs(_by_name(self.conclusion, values)))
 
+    def require_inputs(
+        self, values: Mapping[str, float], names: tuple[str, ...]
+    ) -> dict[str, float]:
+        """The entries ``names`` of ``values`` (others dropped); ``AssumptionError``
+        (``inputs_given``) lists the missing ones."""
+        missing = [name for name in names if name not in values]
+        if missing:
+            raise AssumptionError(self.label, "inputs_given", f"missing values for {missing}")
+        return {name: values[name] for name in names}
 
     def steps_to_threshold(self, threshold: float, **values: float) -> float:
         """Steps for the loss to reach ``threshold`` as certified by this theorem.
@@ -146,16 +171,103 @@ class Theorem:
         raise AssumptionError(self.label, "has_steps_solver", f"{self.name} has no steps solver")
 
 
-_LAMBDA_CACHE: dict[tuple[sp.Expr, tuple[sp.Symbol, ...]], Callable[..., Any]] = {}
+def check_parameter_assumptions(
+    owner: str, assumptions: tuple[Assumption, ...], values: Mapping[str, float]
+) -> None:
+    """Raise ``AssumptionError`` (owner ``owner``) for the first parameter assumption in
+    ``assumptions`` that ``values`` break; see ``Theorem.check_assumptions``.
+
+    Usable outside a ``Theorem`` (e.g. by ``theory.optimizers`` for the Adam parameters).
+    """
+    for key, value in values.items():
+        if isinstance(value, numbers.Real) and not math.isfinite(float(value)):
+            raise AssumptionError(owner, f"{key}_finite", f"{key} = {value}")
+    for a in assumptions:
+        if a.kind != "parameter":
+            continue
+        names = {s.name for s in a.statement.free_symbols}
+        if not names <= values.keys():
+            continue
+        if not _assumption_holds(a.statement, values):
+            shown = ", ".join(f"{n} = {values[n]:g}" for n in sorted(names))
+            detail = f"{sp.sstr(a.statement)} fails at {shown}"
+            raise AssumptionError(owner, a.name, detail)
+
+
+_CHECK_CACHE: dict[sp.Basic, tuple[tuple[str, ...], Callable[..., Any]]] = {}
+
+
+def _assumption_holds(statement: sp.Basic, values: Mapping[str, float]) -> bool:
+    """Truth of a parameter assumption at ``values``: compiled once with ``lambdify`` (fast,
+    called on every evaluation), falling back to exact ``subs`` where the compiled form
+    cannot decide (a division by zero, an unusual value type)."""
+    compiled = _CHECK_CACHE.get(statement)
+    if compiled is None:
+        symbols = tuple(sorted(statement.free_symbols, key=lambda s: s.name))
+        compiled = (tuple(s.name for s in symbols), sp.lambdify(symbols, statement, "math"))
+        _CHECK_CACHE[statement] = compiled
+    names, fn = compiled
+    try:
+        result = fn(*(values[n] for n in names))
+        if isinstance(result, bool | np.bool_):
+            return bool(result)
+    except (ArithmeticError, TypeError, ValueError):
+        pass
+    truth = statement.subs(_by_name(statement, values))
+    return truth is sp.true or bool(truth)
+
+
+def first_step_at_or_below(
+    bound_at: Callable[[int], float], threshold: float, estimate: float, *, max_moves: int = 8
+) -> float:
+    """The smallest integer ``t >= 0`` with ``bound_at(t) <= threshold``, near ``estimate``.
+
+    For a bound non-increasing in ``t``, ``estimate`` is the real root of
+    ``bound(t) = threshold`` (from ``sympy.solve`` on a theorem's conclusion) and its ceiling
+    is the answer in exact arithmetic. Rounding in the closed form can move the ceiling by one
+    step either way, which for a certificate is the difference between sound and unsound, so
+    the ceiling is corrected by evaluating the bound itself at neighbouring integers (at most
+    ``max_moves`` moves; beyond 2**52 steps integers are not exact floats and the ceiling is
+    returned as is). ``math.inf`` in, ``math.inf`` out.
+    """
+    if math.isnan(estimate):
+        raise AssumptionError("steps", "finite_estimate", "the steps solver returned NaN")
+    if estimate == math.inf:
+        return math.inf
+    step = max(0, math.ceil(estimate))
+    if step > 2**52:
+        return float(step)
+    for _ in range(max_moves):
+        if step > 0 and bound_at(step - 1) <= threshold:
+            step -= 1
+        elif bound_at(step) > threshold:
+            step += 1
+        else:
+            break
+    return float(step)
+
+
+_LAMBDA_CACHE: dict[tuple[sp.Expr, tuple[sp.Symbol, ...], str], Callable[..., Any]] = {}
+
+
+def lambdified(
+    expr: sp.Expr, args: tuple[sp.Symbol, ...], modules: str = "math"
+) -> Callable[..., Any]:
+    """``sympy.lambdify(args, expr, modules)``, compiled once per (expr, args, modules).
+
+    ``modules="math"`` for scalars (used by ``evaluate``), ``"numpy"`` for arrays (the
+    theorems' envelopes over a learning-rate schedule).
+    """
+    key = (expr, args, modules)
+    fn = _LAMBDA_CACHE.get(key)
+    if fn is None:
+        fn = sp.lambdify(args, expr, modules=modules)
+        _LAMBDA_CACHE[key] = fn
+    return fn
 
 
 def _lambdified(expr: sp.Expr, args: tuple[sp.Symbol, ...]) -> Callable[..., Any]:
-    key = (expr, args)
-    fn = _LAMBDA_CACHE.get(key)
-    if fn is None:
-        fn = sp.lambdify(args, expr, modules="math")
-        _LAMBDA_CACHE[key] = fn
-    return fn
+    return lambdified(expr, args, "math")
 
 
 def _by_name(expr: sp.Basic, values: Mapping[str, float]) -> dict[sp.Basic, float]:
