@@ -30,7 +30,7 @@ proofs: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m proofs
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --nbmake tests notebooks
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -116,9 +116,11 @@ ETA_POSITIVE = Assumption("eta_positive", sp.Gt(sym.eta, 0), "every learning rat
 
 # --------------------------------------------------------------------------- numerics
 def learning_rate_schedule(learning_rates: npt.ArrayLike, owner: str = OWNER) -> FloatArray:
-    """The per-step learning rates η_0, η_1, ... as a 1-D float array, each finite and > 0.
+    """The per-step learning rates η_0, η_1, ... as a 1-D float array, each finite and ≥ 0.
 
-    A scalar is a one-step schedule. Raises ``AssumptionError`` (``eta_positive`` or
+    A zero rate is allowed: warm-up schedules start at η_0 = 0, a step that moves nothing
+    (for Adam it still advances the step counter k, so it must be counted, not dropped).
+    A scalar is a one-step schedule. Raises ``AssumptionError`` (``eta_nonnegative`` or
     ``eta_finite``) naming the first bad step.
     """
     rates = np.atleast_1d(np.asarray(learning_rates, dtype=np.float64))
@@ -128,9 +130,9 @@ def learning_rate_schedule(learning_rates: npt.ArrayLike, owner: str = OWNER) ->
     bad = np.flatnonzero(~np.isfinite(rates))
     if bad.size:
         raise AssumptionError(owner, "eta_finite", f"eta_{bad[0]} = {rates[bad[0]]}")
-    bad = np.flatnonzero(rates <= 0)
+    bad = np.flatnonzero(rates < 0)
     if bad.size:
-        raise AssumptionError(owner, "eta_positive", f"eta_{bad[0]} = {rates[bad[0]]:g} <= 0")
+        raise AssumptionError(owner, "eta_nonnegative", f"eta_{bad[0]} = {rates[bad[0]]:g} < 0")
     return rates
 
 

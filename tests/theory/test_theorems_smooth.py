@@ -217,7 +217,7 @@ BAD_INPUTS: list[tuple[str, Callable[[], Any], str]] = [
     (
         "T2 schedule eta<0",
         lambda: clipped_sgd_progress.envelope(L0=1, G=1, C=1, beta=1, learning_rates=[0.1, -0.1]),
-        "eta_positive",
+        "eta_nonnegative",
     ),
     (
         "T2 schedule nan",
@@ -941,3 +941,13 @@ def test_negative_control_t4_monotonicity_catches_log_of_the_wrong_factor() -> N
     find(
         t4_monotone_cases, lambda case: not _t4_max_steps_non_increasing(wrong, case), settings=FIND
     )
+
+
+def test_warmup_schedule_starting_at_zero_is_accepted_and_counted() -> None:
+    """A warm-up schedule starts at eta_0 = 0: that step moves nothing, and is still counted."""
+    rates = np.array([0.0, 0.05, 0.1, 0.1])
+    env = clipped_sgd_progress.envelope(L0=1.0, G=1.0, C=1.0, beta=1.0, learning_rates=rates)
+    assert env[0] == env[1] == 1.0
+    assert np.all(np.diff(env[1:]) < 0)
+    shifted = clipped_sgd_progress.envelope(L0=1.0, G=1.0, C=1.0, beta=1.0, learning_rates=rates[1:])
+    np.testing.assert_allclose(env[1:], shifted)
