@@ -90,7 +90,7 @@ def coverage_check(rule_for: Callable[[float], Rule], label: str) -> Callable[[B
     return discharge
 
 
-def _wald(alpha: float) -> Rule:
+def wald_control(alpha: float) -> Rule:
     """The Wald interval p̂ ± z_{1−α/2} √(p̂(1−p̂)/n): a known under-covering mutant."""
     z = float(stats.norm.ppf(1.0 - alpha / 2.0))
 
@@ -140,7 +140,7 @@ def _clopper_pearson_obligations() -> list[Obligation]:
             "Wald interval coverage",
             "the normal-approximation interval covers with probability >= 1 - alpha",
             "exhaustive",
-            coverage_check(_wald, "Wald"),
+            coverage_check(wald_control, "Wald"),
             "control",
         )
     )
