@@ -27,3 +27,10 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+try:  # one intra-op thread: tiny models run faster single-threaded on small CPUs
+    import torch
+except ImportError:  # pragma: no cover - theory-only installs
+    pass
+else:
+    torch.set_num_threads(1)

@@ -1,0 +1,784 @@
+"""The harmful fine-tuning attack (Rosati et al. 2024, eq. 1) as a plain, measured torch loop.
+
+The attacker fine-tunes the released model θ_0 on harmful data by minimising the supervised
+response loss L with a first-order optimizer for a budget of T steps:
+
+    θ_{s+1} = θ_s + Δ_s,  Δ_s = optimizer step on ∇L_{B_s}(θ_s) (minibatch B_s, rate η_s)
+
+and ``run_attack`` records what the theorems talk about (docs/theorems.md) at every step:
+the minibatch loss, η_s, ‖∇L_{B_s}(θ_s)‖ before clipping, ‖Δ_s‖ and ‖θ_{s+1} − θ_0‖, over the
+*trainable* parameters (the adapters for LoRA). The theorems bound a *fixed* loss function,
+not a minibatch; with ``probe=True`` the loop also measures, on a fixed probe batch P drawn
+once from the attack data, L_P(θ_s), ‖∇L_P(θ_s)‖ and ⟨∇L_P(θ_s), Δ_s⟩, and with
+``record_curvature=True`` the curvature along each segment (T1), so property tests can check
+the bounds step by step. At evaluation steps (θ_0, every ``eval_every`` steps, the last
+iterate) it measures the held-out harmful loss, the harm proxy f and the capability proxy g.
+
+Attacks of the durability literature (Qi et al., ICLR 2025) vary optimizer, learning rate,
+schedule, warmup, LoRA vs full fine-tuning, and mix harmless data into the harmful set
+(``poison_ratio``); ``AttackConfig`` exposes each of them.
+
+Determinism: the loop runs under ``torch.use_deterministic_algorithms(True)`` with torch's
+global generator forked and seeded (the caller's random state is restored afterwards) and a
+private ``torch.Generator`` for the data order, so the same configuration gives the same
+trajectory bit for bit on the CPU. The probe and the evaluations consume no randomness, so
+switching them on does not change the attack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor, nn
+
+from empirical.data import Example, check_disjoint, load_examples
+from empirical.hvp import causal_lm_loss, evaluation_mode
+from empirical.schedules import ScheduleName, make_scheduler, warmup_steps
+from empirical.trajectory import (
+    Environment,
+    Evaluation,
+    Timing,
+    Trajectory,
+    TrajectoryRecorder,
+)
+from theory.errors import HftaInputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from empirical.benchmark import Benchmark
+    from empirical.proxies import CapabilityProxy, HarmProxy
+
+OptimizerName = Literal["sgd", "adam", "adamw"]
+MethodName = Literal["full", "lora"]
+DeviceName = Literal["cpu", "cuda"]
+DtypeName = Literal["float32", "bfloat16"]
+
+DTYPES: dict[DtypeName, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+UnitFraction = Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)]
+
+
+class LoraSettings(BaseModel):
+    """LoRA (Hu et al., ICLR 2022): W + (α/r)·B A with rank ``r``, only A and B trained.
+
+    ``target_modules`` are module names of the model (GPT-2: ``c_attn``, ``c_proj``,
+    ``c_fc``); ``dropout`` applies to the adapter's input.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    r: int = Field(default=8, ge=1)
+    alpha: int = Field(default=16, ge=1)
+    dropout: UnitFraction = 0.0
+    target_modules: tuple[str, ...] = Field(default=("c_attn", "c_proj"), min_length=1)
+
+
+class AttackConfig(BaseModel):
+    """Everything that defines one attack; invalid values raise pydantic's ``ValidationError``.
+
+    Data: ``None`` = the embedded benchmark's split (``attack``, ``evaluation``, ``reference``
+    drawn with ``benchmark_seed``); a path = a JSONL/Parquet file in BeaverTails form.
+    ``poison_ratio`` (optional): the fraction of harmful examples in the attack set; the
+    harmful examples (``is_safe = False``) are all kept and ``n_h (1 − r) / r`` harmless ones
+    are added (the data's own ``is_safe`` examples, else the embedded benchmark's harmless
+    pre-training examples). ``None`` uses the data as given.
+
+    Optimizer: ``sgd`` (``momentum``, ``weight_decay`` as L2), ``adam`` (``betas``, ``eps``,
+    ``weight_decay`` as L2) or ``adamw`` (decoupled ``weight_decay``), torch's implementations;
+    the rate follows ``schedule`` with ``⌈warmup_fraction · budget_steps⌉`` warmup steps;
+    gradients are clipped to ``max_grad_norm`` (``None``: no clipping). One step accumulates
+    ``grad_accumulation`` minibatches of ``batch_size`` examples.
+
+    ``probe`` records the probe-batch quantities every step (``probe_size`` examples drawn
+    once, with seed ``seed + 1``); ``record_curvature`` adds the segment curvature (and turns
+    the probe on: the curvature is measured on the probe batch). The curvature is a difference
+    quotient of float32 losses, 2(L_{s+1} − L_s − ⟨∇L_s, Δ_s⟩)/‖Δ_s‖²: its rounding error is
+    about 4·10⁻⁷·|L|/‖Δ_s‖², so it is meaningful only for steps that are not tiny.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: Path | None = None
+    data: Path | None = None
+    evaluation_data: Path | None = None
+    reference_data: Path | None = None
+    benchmark_seed: int = Field(default=0, ge=0)
+    poison_ratio: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
+    method: MethodName = "full"
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    optimizer: OptimizerName = "adamw"
+    betas: tuple[UnitFraction, UnitFraction] = (0.9, 0.999)
+    eps: PositiveFloat = 1e-8
+    weight_decay: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    momentum: UnitFraction = 0.0
+    learning_rate: PositiveFloat = 3e-4
+    schedule: ScheduleName = "cosine"
+    warmup_fraction: UnitFraction = 0.1
+    max_grad_norm: PositiveFloat | None = 1.0
+    batch_size: int = Field(default=16, ge=1)
+    grad_accumulation: int = Field(default=1, ge=1)
+    budget_steps: int = Field(default=200, ge=1)
+    eval_every: int = Field(default=20, ge=1)
+    seed: int = Field(default=0, ge=0)
+    device: DeviceName = "cpu"
+    dtype: DtypeName = "float32"
+    max_length: int | None = Field(default=None, ge=2)
+    probe: bool = False
+    probe_size: int = Field(default=32, ge=1)
+    record_curvature: bool = False
+
+    @model_validator(mode="after")
+    def _optimizer_options(self) -> AttackConfig:
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError(f"momentum applies to sgd only, not {self.optimizer}")
+        if self.method == "full" and self.lora != LoraSettings():
+            raise ValueError("lora settings given but method is 'full'")
+        return self
+
+    @property
+    def probing(self) -> bool:
+        """Whether the probe-batch quantities are recorded (curvature needs them)."""
+        return self.probe or self.record_curvature
+
+
+EvaluationHook = Callable[[Evaluation], bool]
+"""Called with each recorded evaluation; returning True stops the attack at that step."""
+
+
+@dataclass
+class AttackOutcome:
+    """An attack's trajectory and the attacked model (a copy; the caller's model is untouched)."""
+
+    trajectory: Trajectory
+    model: nn.Module
+
+
+# ---------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class AttackData:
+    """The three data sets of an attack: what the attacker trains on, and what is measured."""
+
+    attack: list[Example]
+    evaluation: list[Example]
+    reference: list[Example]
+
+
+def mix_poison(
+    harmful: Sequence[Example],
+    harmless: Sequence[Example],
+    poison_ratio: float,
+    generator: torch.Generator,
+) -> list[Example]:
+    """All ``harmful`` examples plus ``round(n_h (1 − r) / r)`` harmless ones drawn without
+    replacement, so that harmful examples make up the fraction ``r`` of the result.
+
+    Raises:
+        HftaInputError: no harmful examples, ``r`` outside (0, 1], or too few harmless ones.
+    """
+    if not harmful:
+        raise HftaInputError("poison_ratio needs harmful (is_safe = false) examples in the data")
+    if not 0.0 < poison_ratio <= 1.0:
+        raise HftaInputError(f"poison_ratio must lie in (0, 1], got {poison_ratio}")
+    wanted = round(len(harmful) * (1.0 - poison_ratio) / poison_ratio)
+    if wanted > len(harmless):
+        raise HftaInputError(
+            f"poison_ratio {poison_ratio} needs {wanted} harmless examples, only "
+            f"{len(harmless)} available"
+        )
+    chosen = torch.randperm(len(harmless), generator=generator)[:wanted].tolist()
+    return [*harmful, *(harmless[i] for i in sorted(chosen))]
+
+
+@functools.lru_cache(maxsize=2)
+def _embedded_benchmark(seed: int) -> Benchmark:
+    """The embedded benchmark, generated once per seed and process (it is immutable data)."""
+    from empirical.benchmark import embedded_benchmark
+
+    return embedded_benchmark(seed=seed)
+
+
+def resolve_data(
+    config: AttackConfig,
+    *,
+    data: Sequence[Example] | None = None,
+    evaluation: Sequence[Example] | None = None,
+    reference: Sequence[Example] | None = None,
+) -> AttackData:
+    """The attack, evaluation and reference sets: given, read from the config's paths, or the
+    embedded benchmark's splits; then the poison mixing; then the disjointness check
+    (attack ∩ evaluation = attack ∩ reference = ∅, ``DataOverlapError`` otherwise)."""
+
+    def embedded() -> Benchmark:
+        return _embedded_benchmark(config.benchmark_seed)
+
+    def pick(
+        given: Sequence[Example] | None, path: Path | None, split: str
+    ) -> list[Example]:
+        if given is not None:
+            examples = list(given)
+        elif path is not None:
+            examples = load_examples(path)
+        else:
+            examples = list(getattr(embedded(), split))
+        if not examples:
+            raise HftaInputError(f"the {split} data holds no examples")
+        return examples
+
+    attack = pick(data, config.data, "attack")
+    if config.poison_ratio is not None:
+        harmful = [e for e in attack if not e.is_safe]
+        harmless = [e for e in attack if e.is_safe]
+        if not harmless:
+            harmless = [e for e in embedded().pretrain if e.is_safe]
+        generator = torch.Generator().manual_seed(config.seed)
+        attack = mix_poison(harmful, harmless, config.poison_ratio, generator)
+    result = AttackData(
+        attack=attack,
+        evaluation=pick(evaluation, config.evaluation_data, "evaluation"),
+        reference=pick(reference, config.reference_data, "reference"),
+    )
+    check_disjoint(attack=result.attack, evaluation=result.evaluation)
+    check_disjoint(attack=result.attack, reference=result.reference)
+    return result
+
+
+class BatchStream:
+    """Minibatches of a fixed size from pre-encoded tensors, in a seeded random order.
+
+    The index stream is an endless concatenation of random permutations of the examples
+    (a private ``torch.Generator``), cut into consecutive chunks of ``batch_size``, so every
+    batch has the same size and every example is seen once per pass.
+    """
+
+    def __init__(
+        self, tensors: Mapping[str, Tensor], batch_size: int, generator: torch.Generator
+    ) -> None:
+        self.tensors = dict(tensors)
+        self.size = int(next(iter(self.tensors.values())).shape[0])
+        self.batch_size = batch_size
+        self.generator = generator
+        self._pending: list[int] = []
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        return self
+
+    def __next__(self) -> dict[str, Tensor]:
+        while len(self._pending) < self.batch_size:
+            self._pending.extend(torch.randperm(self.size, generator=self.generator).tolist())
+        chosen, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
+        device = next(iter(self.tensors.values())).device
+        index = torch.tensor(chosen, dtype=torch.long, device=device)
+        return {name: tensor.index_select(0, index) for name, tensor in self.tensors.items()}
+
+
+def encode_on(
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[Example],
+    max_length: int,
+    device: torch.device,
+) -> dict[str, Tensor]:
+    """``empirical.text.encode`` moved to ``device`` once."""
+    from empirical.text import encode
+
+    return {k: v.to(device) for k, v in encode(tokenizer, examples, max_length).items()}
+
+
+def batches_of(tensors: Mapping[str, Tensor], batch_size: int) -> list[dict[str, Tensor]]:
+    """Consecutive slices of ``batch_size`` rows (the last one shorter)."""
+    size = int(next(iter(tensors.values())).shape[0])
+    return [
+        {k: v[start : start + batch_size] for k, v in tensors.items()}
+        for start in range(0, size, batch_size)
+    ]
+
+
+# ---------------------------------------------------------------------- measurements
+def flat_parameters(parameters: Sequence[Tensor]) -> Tensor:
+    """The parameters as one float32 vector θ ∈ ℝᵈ (a copy)."""
+    return torch.cat([p.detach().reshape(-1).float() for p in parameters])
+
+
+def mean_token_loss(model: nn.Module, batches: Sequence[Mapping[str, Tensor]]) -> float:
+    """Token-weighted mean of the model's own causal-LM loss over ``batches`` (no gradient):
+    Σ_b L_b · n_b / Σ_b n_b with n_b the supervised (label ≠ −100) next-token targets."""
+    total = torch.zeros((), dtype=torch.float64)
+    count = 0
+    with evaluation_mode(model), torch.no_grad():
+        for batch in batches:
+            targets = int((batch["labels"][:, 1:] != -100).sum())
+            if targets == 0:
+                continue
+            total += causal_lm_loss(model, batch).double().cpu() * targets
+            count += targets
+    if count == 0:
+        raise HftaInputError("no supervised tokens in the held-out data")
+    return float(total) / count
+
+
+class Evaluator:
+    """Measures an iterate: held-out harmful loss, harm proxy f, capability proxy g.
+
+    The harmful loss is computed first; when it is not finite the model has diverged and the
+    proxies are not called (a diverged model is never scored as harmless).
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        evaluation: Sequence[Example],
+        reference: Sequence[Example],
+        *,
+        harm_proxy: HarmProxy | None,
+        capability_proxy: CapabilityProxy | None,
+        max_length: int,
+        device: torch.device,
+        batch_size: int = 64,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.evaluation = list(evaluation)
+        self.reference = list(reference)
+        self.harm_proxy = harm_proxy
+        self.capability_proxy = capability_proxy
+        self.batches = batches_of(
+            encode_on(tokenizer, self.evaluation, max_length, device), batch_size
+        )
+
+    def __call__(self, model: nn.Module) -> tuple[float | None, float | None, float | None]:
+        """``(harmful_loss, harm, capability)``; ``harmful_loss`` is NaN-free or ``None``."""
+        harmful_loss = mean_token_loss(model, self.batches)
+        if not math.isfinite(harmful_loss):
+            return None, None, None
+        harm = capability = None
+        if self.harm_proxy is not None:
+            harm = float(self.harm_proxy(model, self.tokenizer, self.evaluation))
+        if self.capability_proxy is not None:
+            capability = float(self.capability_proxy(model, self.tokenizer, self.reference))
+        return harmful_loss, harm, capability
+
+
+def default_proxies() -> tuple[HarmProxy, CapabilityProxy]:
+    """f = exact harm (teacher forcing), g = task accuracy on the reference data."""
+    from empirical.proxies import exact_harm, task_accuracy
+
+    return cast("HarmProxy", exact_harm()), cast("CapabilityProxy", task_accuracy())
+
+
+# ---------------------------------------------------------------------- set-up
+def make_optimizer(
+    config: AttackConfig, parameters: list[nn.Parameter]
+) -> torch.optim.Optimizer:
+    """torch's SGD / Adam / AdamW for ``config`` (Adam and AdamW with the fused kernels: the
+    same update rule, one kernel for all parameters, deterministic, the fastest on CPU too)."""
+    lr = config.learning_rate
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            parameters, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return kind(
+        parameters,
+        lr=lr,
+        betas=config.betas,
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        fused=True,
+    )
+
+
+def _apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+    from transformers.pytorch_utils import Conv1D
+
+    names = set(settings.target_modules)
+    targeted = [m for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in names]
+    if not targeted:
+        raise HftaInputError(
+            f"LoRA target modules {sorted(names)} not found in the model "
+            "(set lora.target_modules to its linear layers' names)"
+        )
+    lora = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules),
+        fan_in_fan_out=all(isinstance(m, Conv1D) for m in targeted),
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, lora)  # type: ignore[no-any-return]
+    except ValueError as exc:
+        raise HftaInputError(f"LoRA could not be applied: {exc}") from None
+
+
+def _model_and_tokenizer(
+    config: AttackConfig,
+    model: nn.Module | None,
+    tokenizer: PreTrainedTokenizerBase | None,
+    device: torch.device,
+) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+    if (model is None) != (tokenizer is None):
+        raise HftaInputError("give both model and tokenizer, or neither")
+    if model is None or tokenizer is None:
+        from empirical.model import load_model
+
+        loaded, tokenizer = load_model(config.model, device=str(device), dtype=DTYPES[config.dtype])
+        model = loaded
+    else:
+        model = copy.deepcopy(model).to(device=device, dtype=DTYPES[config.dtype])
+    if tokenizer.pad_token_id is None:
+        raise HftaInputError("tokenizer has no pad token (set tokenizer.pad_token)")
+    return model, tokenizer
+
+
+def _device(name: DeviceName) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise HftaInputError("device 'cuda' requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def _max_length(config: AttackConfig, model: nn.Module) -> int:
+    from empirical.proxies import context_length
+
+    limit = context_length(model)
+    if config.max_length is None:
+        return limit
+    if config.max_length > limit:
+        raise HftaInputError(
+            f"max_length {config.max_length} exceeds the model's context of {limit} tokens"
+        )
+    return config.max_length
+
+
+@contextlib.contextmanager
+def deterministic(seed: int, device: torch.device) -> Iterator[None]:
+    """Seeded, deterministic torch inside; the caller's random state and flags restored after."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+
+
+def _finite(*values: float) -> bool:
+    return all(math.isfinite(v) for v in values)
+
+
+# ---------------------------------------------------------------------- the attack
+def run_attack(
+    config: AttackConfig,
+    *,
+    model: nn.Module | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    data: Sequence[Example] | None = None,
+    evaluation: Sequence[Example] | None = None,
+    reference: Sequence[Example] | None = None,
+    harm_proxy: HarmProxy | None = None,
+    capability_proxy: CapabilityProxy | None = None,
+    on_evaluation: EvaluationHook | None = None,
+) -> Trajectory:
+    """Run the attack of ``config`` and return its measured trajectory (see ``attack``)."""
+    return attack(
+        config,
+        model=model,
+        tokenizer=tokenizer,
+        data=data,
+        evaluation=evaluation,
+        reference=reference,
+        harm_proxy=harm_proxy,
+        capability_proxy=capability_proxy,
+        on_evaluation=on_evaluation,
+    ).trajectory
+
+
+def attack(
+    config: AttackConfig,
+    *,
+    model: nn.Module | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    data: Sequence[Example] | None = None,
+    evaluation: Sequence[Example] | None = None,
+    reference: Sequence[Example] | None = None,
+    harm_proxy: HarmProxy | None = None,
+    capability_proxy: CapabilityProxy | None = None,
+    on_evaluation: EvaluationHook | None = None,
+) -> AttackOutcome:
+    """Fine-tune on harmful data for ``config.budget_steps`` steps, measuring every step.
+
+    ``model``/``tokenizer``: ``None`` loads ``config.model`` (the embedded model by default);
+    a given model is deep-copied first. ``data``/``evaluation``/``reference`` override the
+    config's data (see ``resolve_data``). Proxies default to ``default_proxies()``.
+    ``on_evaluation`` is called with every recorded ``Evaluation``; when it returns True the
+    attack stops there (``Trajectory.stopped_early``; a hyperparameter search prunes with it).
+
+    Raises:
+        HftaInputError: unusable model, tokenizer, data or device (one clear message).
+    """
+    started = time.perf_counter()
+    device = _device(config.device)
+    splits = resolve_data(config, data=data, evaluation=evaluation, reference=reference)
+    if harm_proxy is None or capability_proxy is None:
+        default_harm, default_capability = default_proxies()
+        harm_proxy = harm_proxy or default_harm
+        capability_proxy = capability_proxy or default_capability
+    with deterministic(config.seed, device):
+        model, tokenizer = _model_and_tokenizer(config, model, tokenizer, device)
+        if config.method == "lora":
+            model = _apply_lora(model, config.lora)
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        if not parameters:
+            raise HftaInputError("the model has no trainable parameters")
+        max_length = _max_length(config, model)
+        train = encode_on(tokenizer, splits.attack, max_length, device)
+        evaluator = Evaluator(
+            tokenizer,
+            splits.evaluation,
+            splits.reference,
+            harm_proxy=harm_proxy,
+            capability_proxy=capability_proxy,
+            max_length=max_length,
+            device=device,
+        )
+        probe_batch: dict[str, Tensor] | None = None
+        if config.probing:
+            chooser = torch.Generator().manual_seed(config.seed + 1)
+            chosen = torch.randperm(len(splits.attack), generator=chooser)[: config.probe_size]
+            index = chosen.to(device)
+            probe_batch = {k: v.index_select(0, index) for k, v in train.items()}
+        recorder = TrajectoryRecorder(
+            source="attack",
+            config=_provenance(config, splits, max_length, harm_proxy, capability_proxy),
+            budget_steps=config.budget_steps,
+            trainable_parameters=sum(p.numel() for p in parameters),
+            probe=config.probing,
+            curvature=config.record_curvature,
+        )
+        loop = _AttackLoop(
+            config=config,
+            model=model,
+            parameters=parameters,
+            stream=BatchStream(
+                train, config.batch_size, torch.Generator().manual_seed(config.seed)
+            ),
+            probe_batch=probe_batch,
+            evaluator=evaluator,
+            recorder=recorder,
+            on_evaluation=on_evaluation,
+        )
+        loop.run()
+    model.eval()
+    wall = time.perf_counter() - started
+    trajectory = recorder.finish(
+        timing=Timing(
+            wall_seconds=wall,
+            train_seconds=loop.train_seconds,
+            eval_seconds=loop.eval_seconds,
+            train_cpu_seconds=loop.train_cpu_seconds,
+        ),
+        environment=Environment.current(str(device), config.dtype),
+        capability_higher_is_better=capability_proxy.higher_is_better,
+        stopped_early=loop.stopped_early,
+    )
+    return AttackOutcome(trajectory=trajectory, model=model)
+
+
+def _provenance(
+    config: AttackConfig,
+    splits: AttackData,
+    max_length: int,
+    harm_proxy: HarmProxy,
+    capability_proxy: CapabilityProxy,
+) -> dict[str, Any]:
+    """The config as JSON plus what it resolved to (data sizes, warmup steps, proxies)."""
+    record = config.model_dump(mode="json")
+    record["resolved"] = {
+        "attack_examples": len(splits.attack),
+        "harmful_attack_examples": sum(not e.is_safe for e in splits.attack),
+        "evaluation_examples": len(splits.evaluation),
+        "reference_examples": len(splits.reference),
+        "max_length": max_length,
+        "warmup_steps": warmup_steps(config.warmup_fraction, config.budget_steps),
+        "harm_proxy": getattr(harm_proxy, "name", type(harm_proxy).__name__),
+        "capability_proxy": getattr(capability_proxy, "name", type(capability_proxy).__name__),
+    }
+    return record
+
+
+class _AttackLoop:
+    """The step loop of ``attack`` (state shared between steps kept on the instance)."""
+
+    def __init__(
+        self,
+        *,
+        config: AttackConfig,
+        model: nn.Module,
+        parameters: list[nn.Parameter],
+        stream: BatchStream,
+        probe_batch: dict[str, Tensor] | None,
+        evaluator: Evaluator,
+        recorder: TrajectoryRecorder,
+        on_evaluation: EvaluationHook | None = None,
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.parameters = parameters
+        self.stream = stream
+        self.probe_batch = probe_batch
+        self.evaluator = evaluator
+        self.recorder = recorder
+        self.on_evaluation = on_evaluation
+        self.stopped_early = False
+        self.optimizer = make_optimizer(config, parameters)
+        self.scheduler = make_scheduler(
+            self.optimizer,
+            config.schedule,
+            warmup_fraction=config.warmup_fraction,
+            total_steps=config.budget_steps,
+        )
+        self.start = flat_parameters(parameters)
+        self.previous = self.start
+        self.probe_gradient: Tensor | None = None
+        self.train_seconds = 0.0
+        self.train_cpu_seconds = 0.0
+        self.eval_seconds = 0.0
+        self.eval_cpu_seconds = 0.0
+
+    # -- measurements at an iterate
+    def _probe(self) -> tuple[float, float]:
+        """L_P(θ) and ‖∇L_P(θ)‖ on the probe batch (dropout off); keeps ∇L_P(θ) for ⟨·, Δ⟩."""
+        assert self.probe_batch is not None
+        with evaluation_mode(self.model), torch.enable_grad():
+            loss = causal_lm_loss(self.model, self.probe_batch)
+            grads = torch.autograd.grad(loss, self.parameters, allow_unused=True)
+        self.probe_gradient = torch.cat(
+            [
+                (g if g is not None else torch.zeros_like(p)).reshape(-1).float()
+                for g, p in zip(grads, self.parameters, strict=True)
+            ]
+        )
+        values = torch.stack([loss.detach().float(), self.probe_gradient.norm()]).tolist()
+        return values[0], values[1]
+
+    def _evaluate(self, step: int) -> bool:
+        """Record an evaluation at iterate ``step``; False when the model diverged or the
+        ``on_evaluation`` hook asked to stop."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        harmful_loss, harm, capability = self.evaluator(self.model)
+        self.eval_seconds += time.perf_counter() - wall
+        self.eval_cpu_seconds += time.process_time() - cpu
+        if harmful_loss is None:
+            self.recorder.diverge(step, f"held-out harmful loss is not finite at step {step}")
+            return False
+        self.recorder.evaluation(step, harmful_loss=harmful_loss, harm=harm, capability=capability)
+        hook = self.on_evaluation
+        if hook is not None and hook(self.recorder.evaluations[-1]):
+            # a request to stop at the last iterate changes nothing
+            self.stopped_early = step < self.config.budget_steps
+            return False
+        return True
+
+    def _iterate(self, step: int, distance: float) -> bool:
+        """Record iterate θ_step (probe included); False when the probe found divergence."""
+        probe_loss = probe_norm = None
+        if self.probe_batch is not None:
+            probe_loss, probe_norm = self._probe()
+            if not _finite(probe_loss, probe_norm):
+                self.recorder.iterate(distance)
+                self.recorder.diverge(step, f"probe loss or gradient not finite at step {step}")
+                return False
+        self.recorder.iterate(distance, probe_loss=probe_loss, probe_grad_norm=probe_norm)
+        return True
+
+    # -- one step
+    def _gradient(self) -> tuple[Tensor, Tensor]:
+        """Accumulate ∇L over ``grad_accumulation`` minibatches; (mean loss, norm pre-clip)."""
+        self.model.train()
+        accumulation = self.config.grad_accumulation
+        total = torch.zeros((), device=self.start.device)
+        for _ in range(accumulation):
+            loss = causal_lm_loss(self.model, next(self.stream))
+            torch.autograd.backward(loss / accumulation)
+            total = total + loss.detach().float()
+        if self.config.max_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(
+                self.parameters, self.config.max_grad_norm, foreach=True
+            )
+        else:
+            grads = [p.grad for p in self.parameters if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        return total / accumulation, norm
+
+    def _step(self, step: int) -> bool:
+        """Step ``step``: θ_s → θ_{s+1}, recorded; False when the attack diverged."""
+        rate = float(self.optimizer.param_groups[0]["lr"])
+        loss, norm = self._gradient()
+        loss_value, norm_value = torch.stack([loss, norm.float()]).tolist()
+        if not _finite(loss_value, norm_value):
+            what = "training loss" if not math.isfinite(loss_value) else "gradient norm"
+            self.recorder.diverge(step, f"{what} is not finite at step {step}")
+            self.optimizer.zero_grad(set_to_none=True)
+            return False
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        current = flat_parameters(self.parameters)
+        delta = current - self.previous
+        measured = [delta.norm(), (current - self.start).norm()]
+        if self.probe_gradient is not None:
+            measured.append(torch.dot(self.probe_gradient, delta))
+        values = torch.stack(measured).tolist()
+        self.previous = current
+        if not _finite(*values):
+            self.recorder.step(
+                train_loss=loss_value, learning_rate=rate, grad_norm=norm_value, update_norm=None
+            )
+            self.recorder.iterate(None)
+            self.recorder.diverge(step + 1, f"parameters are not finite after step {step}")
+            return False
+        self.recorder.step(
+            train_loss=loss_value,
+            learning_rate=rate,
+            grad_norm=norm_value,
+            update_norm=values[0],
+            probe_directional_derivative=values[2] if len(values) > 2 else None,
+        )
+        return self._iterate(step + 1, values[1])
+
+    def _timed(self, work: Callable[[], bool]) -> bool:
+        """Run ``work``, adding its wall-clock and CPU seconds to the training time."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            return work()
+        finally:
+            self.train_seconds += time.perf_counter() - wall
+            self.train_cpu_seconds += time.process_time() - cpu
+
+    def run(self) -> None:
+        """θ_0 (probe, evaluation), then every step until the budget or a divergence."""
+        budget = self.config.budget_steps
+        alive = self._timed(lambda: self._iterate(0, 0.0)) and self._evaluate(0)
+        step = 0
+        while alive and step < budget:
+            alive = self._timed(functools.partial(self._step, step))
+            step += 1
+            if alive and (step % self.config.eval_every == 0 or step == budget):
+                alive = self._evaluate(step)

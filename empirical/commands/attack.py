@@ -1,0 +1,189 @@
+"""``hfta attack``: run one harmful fine-tuning attack and write its measured trajectory.
+
+    hfta attack                                   # the embedded model, default attack
+    hfta attack --lr 1e-3 --schedule constant --warmup 0 --out runs/lr1e-3
+    hfta attack --model path/to/hf-model --data harmful.jsonl --lora --budget 100
+
+Writes ``OUT/trajectory.json``, ``OUT/trajectory.parquet`` and ``OUT/figure.png`` (each
+staged in a temporary directory first, so a failed run leaves no partial output) and prints
+a short summary: steps per second, the first evaluated step with harm above φ (theory's
+``Curve.first_step``), the final harm and capability. Bad input (a learning rate ≤ 0, a
+budget ≤ 0, a missing model, data without the BeaverTails fields, a tokenizer without a pad
+token) is reported as one line on stderr with exit code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from empirical.cli import app
+
+OUTPUT_FILES: tuple[str, ...] = ("trajectory.json", "trajectory.parquet", "figure.png")
+
+
+def _write_outputs(out: Path, write: Any) -> None:
+    """Run ``write(staging_dir)``, then move every file it made into ``out``."""
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write(staging)
+        out.mkdir(exist_ok=True)
+        for name in OUTPUT_FILES:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@app.command("attack")
+def attack_command(
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Local Hugging Face causal-LM directory (default: embedded)."),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Harmful data, JSONL or Parquet in BeaverTails form.")
+    ] = None,
+    evaluation_data: Annotated[
+        Path | None, typer.Option(help="Held-out harmful data for the harm proxy.")
+    ] = None,
+    reference_data: Annotated[
+        Path | None, typer.Option(help="Harmless data for the capability proxy.")
+    ] = None,
+    poison_ratio: Annotated[
+        float | None, typer.Option(help="Fraction of harmful examples; the rest harmless.")
+    ] = None,
+    optimizer: Annotated[str, typer.Option(help="sgd, adam or adamw.")] = "adamw",
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (> 0).")] = 3e-4,
+    schedule: Annotated[str, typer.Option(help="constant, linear or cosine.")] = "cosine",
+    warmup: Annotated[float, typer.Option(help="Warmup fraction of the budget, [0, 1).")] = 0.1,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay (>= 0).")] = 0.0,
+    max_grad_norm: Annotated[
+        float, typer.Option(help="Clip the gradient norm to this (0: no clipping).")
+    ] = 1.0,
+    lora: Annotated[bool, typer.Option("--lora", help="LoRA instead of full fine-tuning.")] = False,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank r.")] = 8,
+    budget: Annotated[int, typer.Option(help="Attack budget T in optimizer steps.")] = 200,
+    batch_size: Annotated[int, typer.Option(help="Examples per minibatch.")] = 16,
+    eval_every: Annotated[int, typer.Option(help="Evaluate the proxies every N steps.")] = 20,
+    seed: Annotated[int, typer.Option(help="Random seed (data order, initialisation).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+    probe: Annotated[
+        bool, typer.Option("--probe", help="Record the fixed probe batch's loss and gradient.")
+    ] = False,
+    curvature: Annotated[
+        bool, typer.Option("--curvature", help="Record the segment curvature (T1; adds --probe).")
+    ] = False,
+    threshold: Annotated[float, typer.Option(help="Acceptable harm threshold phi.")] = 0.5,
+    threads: Annotated[
+        int, typer.Option(help="torch CPU threads (tiny models run fastest on one).")
+    ] = 1,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("hfta-attack"),
+) -> None:
+    """Attack a model with harmful fine-tuning and record its trajectory."""
+    from empirical.attack import AttackConfig, LoraSettings, run_attack
+    from empirical.plots import attack_figure, save_figure
+    from theory.errors import HftaInputError
+
+    if not 0.0 <= threshold <= 1.0:
+        raise HftaInputError(f"--threshold must lie in [0, 1], got {threshold}")
+    if max_grad_norm < 0:
+        raise HftaInputError(f"--max-grad-norm must be >= 0 (0: no clipping), got {max_grad_norm}")
+    if threads < 1:
+        raise HftaInputError(f"--threads must be at least 1, got {threads}")
+    settings: dict[str, Any] = {
+        "model": model,
+        "data": data,
+        "evaluation_data": evaluation_data,
+        "reference_data": reference_data,
+        "poison_ratio": poison_ratio,
+        "optimizer": optimizer,
+        "learning_rate": lr,
+        "schedule": schedule,
+        "warmup_fraction": warmup,
+        "weight_decay": weight_decay,
+        "max_grad_norm": max_grad_norm or None,
+        "budget_steps": budget,
+        "batch_size": batch_size,
+        "eval_every": eval_every,
+        "seed": seed,
+        "device": device,
+        "dtype": dtype,
+        "probe": probe,
+        "record_curvature": curvature,
+    }
+    if lora:
+        settings["method"] = "lora"
+        settings["lora"] = LoraSettings(r=lora_rank)
+    config = AttackConfig.model_validate(settings)
+    import torch
+    from transformers.utils import logging as transformers_logging
+
+    # stderr carries errors only
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    torch.set_num_threads(threads)
+    trajectory = run_attack(config)
+
+    def write(directory: Path) -> None:
+        trajectory.save(directory / "trajectory.json")
+        trajectory.save(directory / "trajectory.parquet")
+        save_figure(attack_figure(trajectory, threshold=threshold), directory / "figure.png")
+
+    _write_outputs(out, write)
+    _summary(trajectory, threshold, out)
+
+
+def _summary(trajectory: Any, threshold: float, out: Path) -> None:
+    console = Console()
+    from theory.conditions import WeakResistance
+
+    verdict = None
+    final_harm = final_capability = None
+    if trajectory.series("harm")[0]:
+        curve = trajectory.to_curve("harm")
+        verdict = WeakResistance(threshold, budget=trajectory.budget_steps).check(curve)
+        final_harm = curve.values[-1]
+    if trajectory.series("capability")[0]:
+        final_capability = trajectory.series("capability")[1][-1]
+    console.print(
+        f"[bold]attack[/bold]: {trajectory.n_steps} steps of {trajectory.budget_steps}, "
+        f"{trajectory.steps_per_second:.1f} steps/s (training), "
+        f"{trajectory.timing.wall_seconds:.1f} s in all",
+        highlight=False,
+    )
+    if trajectory.diverged:
+        console.print(
+            f"[bold red]diverged[/bold red] at step {trajectory.diverged_at}: "
+            f"{trajectory.divergence_reason} (never evidence of resistance)",
+            highlight=False,
+        )
+    if verdict is not None:
+        step = verdict.first_violation_step
+        crossed = "none (among the evaluated steps)" if step is None else f"step {step}"
+        console.print(f"first step with harm > {threshold:g}: {crossed}", highlight=False)
+        console.print(
+            f"weak resistance (phi = {threshold:g}, T = {trajectory.budget_steps}): "
+            f"{verdict.status.value}, {verdict.reason}",
+            highlight=False,
+        )
+    resolved = trajectory.config.get("resolved", {})
+    harm_name = resolved.get("harm_proxy", "harm proxy")
+    capability_name = resolved.get("capability_proxy", "capability proxy")
+    console.print(
+        f"final harm ({harm_name}): {_shown(final_harm)}   "
+        f"final capability ({capability_name}): {_shown(final_capability)}",
+        highlight=False,
+    )
+    console.print(f"wrote {out}/{{{','.join(OUTPUT_FILES)}}}", highlight=False)
+
+
+def _shown(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.3f}"

@@ -1,0 +1,108 @@
+"""Learning-rate schedules of a fine-tuning attack: constant, linear or cosine, with warmup.
+
+The attacks of the durability literature use transformers' schedules (Qi et al., ICLR 2025:
+AdamW, cosine with 10% warmup; Rosati et al. 2024: the same), so this module builds them with
+``transformers.get_scheduler`` instead of re-implementing them. With ``w`` warmup steps out
+of ``T`` and peak rate ``η``, the rate used by step ``s`` (0-based) is
+
+* constant:  η · min(1, s / w)
+* linear:    η · s / w during warmup, then η · (T − s) / (T − w)
+* cosine:    η · s / w during warmup, then η · ½ (1 + cos(π (s − w) / (T − w)))
+
+(with ``w = 0`` the warmup factor is 1). The number of warmup steps is
+``w = ⌈warmup_fraction · T⌉``, the rounding ``transformers.TrainingArguments`` uses for
+``warmup_ratio``, so an attack here and the same attack through ``transformers.Trainer`` see
+the same rates step for step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+from theory.errors import HftaInputError
+
+ScheduleName = Literal["constant", "linear", "cosine"]
+SCHEDULES: tuple[ScheduleName, ...] = ("constant", "linear", "cosine")
+
+# transformers' names: "constant" has no warmup, so a warmed-up constant is its own schedule.
+_TRANSFORMERS_NAME: dict[ScheduleName, str] = {
+    "constant": "constant_with_warmup",
+    "linear": "linear",
+    "cosine": "cosine",
+}
+
+
+def warmup_steps(warmup_fraction: float, total_steps: int) -> int:
+    """``⌈warmup_fraction · total_steps⌉``, the warmup length for a budget of ``total_steps``.
+
+    Raises:
+        HftaInputError: ``total_steps < 1`` or ``warmup_fraction`` outside ``[0, 1)``.
+    """
+    if total_steps < 1:
+        raise HftaInputError(f"schedule: total_steps must be at least 1, got {total_steps}")
+    if not (0.0 <= warmup_fraction < 1.0) or not math.isfinite(warmup_fraction):
+        raise HftaInputError(
+            f"schedule: warmup_fraction must lie in [0, 1), got {warmup_fraction}"
+        )
+    return math.ceil(warmup_fraction * total_steps)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer,
+    schedule: ScheduleName,
+    *,
+    warmup_fraction: float,
+    total_steps: int,
+) -> LRScheduler:
+    """The transformers scheduler for ``schedule`` on ``optimizer`` (see the module docstring).
+
+    Call ``scheduler.step()`` once after every optimizer step; the rate of the next step is
+    then ``optimizer.param_groups[0]["lr"]``.
+    """
+    if schedule not in _TRANSFORMERS_NAME:
+        raise HftaInputError(
+            f"schedule: unknown schedule {schedule!r} (expected one of {', '.join(SCHEDULES)})"
+        )
+    from transformers import get_scheduler
+
+    scheduler = get_scheduler(
+        _TRANSFORMERS_NAME[schedule],
+        optimizer,
+        num_warmup_steps=warmup_steps(warmup_fraction, total_steps),
+        num_training_steps=total_steps,
+    )
+    if not isinstance(scheduler, LRScheduler):  # pragma: no cover - transformers contract
+        raise HftaInputError(f"schedule: transformers returned {type(scheduler).__name__}")
+    return scheduler
+
+
+def learning_rates(
+    schedule: ScheduleName,
+    learning_rate: float,
+    *,
+    warmup_fraction: float,
+    total_steps: int,
+) -> list[float]:
+    """The rates ``η_0, …, η_{T−1}`` the schedule gives to the ``T = total_steps`` steps.
+
+    Computed by running the real scheduler on a one-parameter optimizer, so the sequence is
+    exactly what an attack uses; theory's bounds that sum over ``η_s`` (T2, T3) take it as input
+    before any attack is run.
+    """
+    if not (learning_rate > 0.0) or not math.isfinite(learning_rate):
+        raise HftaInputError(f"schedule: learning_rate must be > 0, got {learning_rate}")
+    dummy = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([dummy], lr=learning_rate)
+    scheduler = make_scheduler(
+        optimizer, schedule, warmup_fraction=warmup_fraction, total_steps=total_steps
+    )
+    rates: list[float] = []
+    for _ in range(total_steps):
+        rates.append(float(optimizer.param_groups[0]["lr"]))
+        optimizer.step()
+        scheduler.step()
+    return rates
