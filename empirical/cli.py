@@ -33,7 +33,7 @@ def _root() -> None:
     """Formal, testable immunization against harmful fine-tuning attacks."""
 
 
-COMMAND_MODULES: tuple[str, ...] = ("bounds", "build_model", "attack", "prove")
+COMMAND_MODULES: tuple[str, ...] = ("bounds", "build_model", "attack", "prove", "verify")
 
 
 def _register() -> None:

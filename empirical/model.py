@@ -1,0 +1,277 @@
+"""Loading, saving and building the causal language models the toolkit attacks.
+
+Any local Hugging Face causal-LM directory loads by path (no hub, no remote code); ``None``
+means the embedded default, a tiny GPT-2 (Radford et al. 2019 architecture) with a
+character-level tokenizer, trained by ``empirical.build`` and committed under
+``empirical/assets/embedded``. Models always use the *eager* attention implementation: the
+constant estimators take Hessian-vector products (second derivatives through the loss), which
+fused attention kernels do not all support.
+
+Weights are read and written as safetensors; a ``.bin`` checkpoint is only ever read by
+transformers with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+from transformers.utils import logging as transformers_logging
+
+from theory.errors import HftaInputError
+
+EMBEDDED_MODEL_DIR: Path = Path(__file__).resolve().parent / "assets" / "embedded"
+"""Directory of the committed embedded model (safetensors, tokenizer files, build.json)."""
+
+PAD_TOKEN = "<pad>"
+EOS_TOKEN = "<eos>"
+UNK_TOKEN = "<unk>"
+SPECIAL_TOKENS: tuple[str, ...] = (PAD_TOKEN, EOS_TOKEN, UNK_TOKEN)
+"""Special tokens of the character-level tokenizer, ids 0, 1, 2 in that order."""
+
+ATTENTION_IMPLEMENTATION = "eager"
+TOKENIZER_FILES: tuple[str, ...] = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+"""A model directory must hold at least one of these (transformers would otherwise make up an
+empty tokenizer)."""
+
+
+def build_char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
+    """A character-level tokenizer, built offline with the ``tokenizers`` library.
+
+    Vocabulary: ``<pad>`` = 0, ``<eos>`` = 1, ``<unk>`` = 2, then each distinct character of
+    ``alphabet`` in order of first appearance. Every character of the input is one token
+    (characters outside the alphabet become ``<unk>``); decoding joins tokens without
+    separators. No chat template.
+
+    Raises:
+        HftaInputError: an empty alphabet.
+    """
+    characters = list(dict.fromkeys(alphabet))
+    if not characters:
+        raise HftaInputError("build_char_tokenizer: the alphabet is empty")
+    vocabulary = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
+    for character in characters:
+        vocabulary[character] = len(vocabulary)
+    backend = Tokenizer(models.WordLevel(vocabulary, unk_token=UNK_TOKEN))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    tokenizer: PreTrainedTokenizerFast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=backend, pad_token=PAD_TOKEN, eos_token=EOS_TOKEN, unk_token=UNK_TOKEN
+    )
+    return tokenizer
+
+
+def tiny_gpt2(
+    vocab_size: int,
+    n_layer: int = 2,
+    n_embd: int = 64,
+    n_head: int = 4,
+    n_positions: int = 64,
+    seed: int = 0,
+) -> GPT2LMHeadModel:
+    """A randomly initialised GPT-2 causal LM with eager attention (dropout off).
+
+    The initialisation draws from a private copy of torch's CPU generator seeded with
+    ``seed``, so the global random state is left untouched. Token ids 0 and 1 are pad and
+    EOS (BOS = EOS), as in ``build_char_tokenizer``.
+
+    Raises:
+        HftaInputError: a non-positive size or ``n_embd`` not divisible by ``n_head``.
+    """
+    sizes = {"vocab_size": vocab_size, "n_layer": n_layer, "n_embd": n_embd, "n_head": n_head}
+    sizes["n_positions"] = n_positions
+    for name, value in sizes.items():
+        if value < 1:
+            raise HftaInputError(f"tiny_gpt2: {name} must be positive, got {value}")
+    if n_embd % n_head:
+        raise HftaInputError(f"tiny_gpt2: n_embd={n_embd} is not divisible by n_head={n_head}")
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+    )
+    config._attn_implementation = ATTENTION_IMPLEMENTATION
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(config)
+    _name_loss(model)
+    model.train(False)
+    return model
+
+
+@contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """Hide transformers' per-file progress bars (stderr noise for a 100k-parameter model)."""
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+def _name_loss(model: PreTrainedModel) -> None:
+    """Name the causal-LM loss transformers already falls back to, so it need not warn.
+
+    transformers infers the loss from the class name (``...ForCausalLM``); GPT-2's
+    ``GPT2LMHeadModel`` does not match and would log a warning before using the same loss.
+    """
+    if getattr(model, "loss_type", None) is None:
+        model.loss_type = "ForCausalLM"
+
+
+def _causal_lm_architecture(config: object, path: Path) -> None:
+    model_type = str(getattr(config, "model_type", ""))
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise HftaInputError(f"{path}: model type '{model_type}' is not a causal language model")
+    known = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type]
+    known_names = {known} if isinstance(known, str) else set(known)
+    architectures = getattr(config, "architectures", None) or []
+    if architectures and not known_names & set(architectures):
+        raise HftaInputError(
+            f"{path}: architecture {', '.join(architectures)} is not a causal language model "
+            f"(expected {', '.join(sorted(known_names))})"
+        )
+
+
+def load_model(
+    path: Path | None = None, *, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """Load a causal LM and its tokenizer from a local directory (``None``: the embedded one).
+
+    Local files only, ``trust_remote_code=False``, eager attention, in ``dtype`` on
+    ``device``, in eval mode. A tokenizer without a pad token gets its EOS token as pad (the
+    usual choice for GPT-2-style models); ``empirical.text.encode`` supervises the EOS by
+    position, so that choice does not hide the end of a response.
+
+    Raises:
+        HftaInputError: a missing directory, no ``config.json``, a model that is not a causal
+            LM, no (fast) tokenizer, or weights that fail to load.
+    """
+    directory = EMBEDDED_MODEL_DIR if path is None else Path(path)
+    if not directory.is_dir():
+        raise HftaInputError(f"{directory}: model directory not found")
+    if not (directory / "config.json").is_file():
+        raise HftaInputError(f"{directory}: no config.json, not a Hugging Face model directory")
+    try:
+        config = AutoConfig.from_pretrained(
+            directory, local_files_only=True, trust_remote_code=False
+        )
+    except (ValueError, OSError, KeyError) as exc:
+        raise HftaInputError(f"{directory}: unreadable model config ({exc})") from None
+    _causal_lm_architecture(config, directory)
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise HftaInputError(
+            f"{directory}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)})"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            directory, local_files_only=True, trust_remote_code=False
+        )
+    except (ValueError, OSError, KeyError) as exc:
+        raise HftaInputError(f"{directory}: no usable tokenizer ({exc})") from None
+    if not isinstance(tokenizer, PreTrainedTokenizerFast):
+        raise HftaInputError(f"{directory}: tokenizer is not a fast (tokenizers) tokenizer")
+    if len(tokenizer) < 2:
+        raise HftaInputError(f"{directory}: tokenizer has an empty vocabulary")
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    try:
+        with _quiet_progress():
+            model = AutoModelForCausalLM.from_pretrained(
+                directory,
+                local_files_only=True,
+                trust_remote_code=False,
+                attn_implementation=ATTENTION_IMPLEMENTATION,
+                dtype=dtype,
+            )
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:
+        raise HftaInputError(f"{directory}: model weights failed to load ({exc})") from None
+    _name_loss(model)
+    model.to(device)  # type: ignore[arg-type]
+    model.train(False)
+    return model, tokenizer
+
+
+def _ordinary_permissions(directory: Path) -> None:
+    """Give a staged directory the permissions of a freshly made one (``mkdtemp`` and some
+    writers create owner-only ones): 0o777 for the directory and 0o666 for files, less umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    directory.chmod(0o777 & ~umask)
+    for path in directory.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def save_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    directory: Path,
+    *,
+    extra_files: Mapping[str, object] | None = None,
+) -> None:
+    """Save model (safetensors) and tokenizer to ``directory``, atomically.
+
+    Everything is written to a temporary sibling directory which then replaces
+    ``directory``; an interrupted save leaves the old contents (or nothing) in place.
+    ``extra_files`` maps file names to JSON-serialisable objects written alongside
+    (``build.json``).
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise HftaInputError(f"{directory}: exists and is not a directory")
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / "config.json").exists():
+        raise HftaInputError(
+            f"{directory}: a non-empty directory that holds no model; refusing to replace it"
+        )
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    retired: Path | None = None
+    try:
+        with _quiet_progress():
+            model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        for name, content in (extra_files or {}).items():
+            if Path(name).name != name:
+                raise HftaInputError(f"save_model: extra file name '{name}' is not a plain name")
+            (staging / name).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+        _ordinary_permissions(staging)
+        if directory.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
+            os.replace(directory, retired / directory.name)
+        os.replace(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if retired is not None and not directory.exists():
+            os.replace(retired / directory.name, directory)
+        raise
+    finally:
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)

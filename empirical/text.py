@@ -1,0 +1,107 @@
+"""Turning examples into the tensors a causal LM trains on (supervised fine-tuning form).
+
+Each example becomes ``format_prompt(prompt) + response + EOS``. The loss the attacker
+minimises (Rosati et al. 2024, eq. 1) is the cross-entropy of the *response* given the prompt,
+so the prompt tokens and the padding carry the label ``-100`` (ignored by
+``torch.nn.CrossEntropyLoss`` and by transformers' causal-LM loss) and the response tokens
+plus the closing EOS are supervised. Padding is on the right, to the longest sequence in the
+batch (at most ``max_length``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from empirical.data import Example
+from theory.errors import HftaInputError
+
+IGNORE_INDEX: int = -100
+"""Label of a token that is not supervised (prompt or padding)."""
+
+
+def has_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the tokenizer carries a chat template."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
+    """The text the model sees before its answer.
+
+    With a chat template: the prompt as one user turn followed by the assistant's generation
+    prompt; without one (the embedded character-level tokenizer): the prompt itself.
+    """
+    if not has_chat_template(tokenizer):
+        return prompt
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    )
+    if not isinstance(text, str):
+        raise HftaInputError("tokenizer's chat template did not render to a string")
+    return text
+
+
+def _require_special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
+    pad = tokenizer.pad_token_id
+    eos = tokenizer.eos_token_id
+    if pad is None:
+        raise HftaInputError(
+            "tokenizer has no pad token (set tokenizer.pad_token, e.g. to its EOS token)"
+        )
+    if eos is None:
+        raise HftaInputError("tokenizer has no EOS token; responses could not be terminated")
+    return int(pad), int(eos)
+
+
+def _token_ids(tokenizer: PreTrainedTokenizerBase, text: str, *, special: bool) -> list[int]:
+    ids = tokenizer(text, add_special_tokens=special)["input_ids"]
+    return [int(i) for i in ids]
+
+
+def encode(
+    tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], max_length: int
+) -> dict[str, torch.Tensor]:
+    """Tokenize examples for supervised fine-tuning.
+
+    Returns ``input_ids``, ``attention_mask`` and ``labels``, each ``(n, L)`` int64 with
+    ``L = min(max_length, longest sequence)``; ``labels`` equals ``input_ids`` on the response
+    and EOS tokens and ``-100`` elsewhere. The prompt is tokenized on its own (with the
+    tokenizer's special tokens unless a chat template already rendered them) and the response
+    is appended token by token, so prompt and response never merge into one token.
+    A sequence longer than ``max_length`` loses its tail.
+
+    Raises:
+        HftaInputError: no examples, ``max_length < 2``, a tokenizer without pad or EOS
+            token, or an example whose prompt leaves no room for any response token.
+    """
+    if not examples:
+        raise HftaInputError("encode: no examples to encode")
+    if max_length < 2:
+        raise HftaInputError(f"encode: max_length must be at least 2, got {max_length}")
+    pad, eos = _require_special_tokens(tokenizer)
+    templated = has_chat_template(tokenizer)
+    sequences: list[tuple[list[int], int]] = []
+    for index, example in enumerate(examples):
+        prompt_ids = _token_ids(
+            tokenizer, format_prompt(tokenizer, example.prompt), special=not templated
+        )
+        response_ids = [*_token_ids(tokenizer, example.response, special=False), eos]
+        if len(prompt_ids) >= max_length:
+            raise HftaInputError(
+                f"encode: example {index}: prompt has {len(prompt_ids)} tokens, no room for a "
+                f"response within max_length={max_length}"
+            )
+        ids = (prompt_ids + response_ids)[:max_length]
+        sequences.append((ids, len(prompt_ids)))
+    length = max(len(ids) for ids, _ in sequences)
+    input_ids = torch.full((len(sequences), length), pad, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    labels = torch.full((len(sequences), length), IGNORE_INDEX, dtype=torch.long)
+    for row, (ids, prompt_length) in enumerate(sequences):
+        tensor = torch.tensor(ids, dtype=torch.long)
+        input_ids[row, : len(ids)] = tensor
+        attention_mask[row, : len(ids)] = 1
+        labels[row, prompt_length : len(ids)] = tensor[prompt_length:]
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
