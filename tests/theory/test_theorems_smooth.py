@@ -949,5 +949,7 @@ def test_warmup_schedule_starting_at_zero_is_accepted_and_counted() -> None:
     env = clipped_sgd_progress.envelope(L0=1.0, G=1.0, C=1.0, beta=1.0, learning_rates=rates)
     assert env[0] == env[1] == 1.0
     assert np.all(np.diff(env[1:]) < 0)
-    shifted = clipped_sgd_progress.envelope(L0=1.0, G=1.0, C=1.0, beta=1.0, learning_rates=rates[1:])
+    shifted = clipped_sgd_progress.envelope(
+        L0=1.0, G=1.0, C=1.0, beta=1.0, learning_rates=rates[1:]
+    )
     np.testing.assert_allclose(env[1:], shifted)
