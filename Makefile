@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU wheel. A looser pin pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[empirical,proofs,pepit,dev]"
+	$(BIN)/pip install --quiet -e ".[empirical,proofs,pepit,verify,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

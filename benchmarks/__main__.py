@@ -20,6 +20,7 @@ BENCHMARK_MODULES: tuple[str, ...] = (
     "engine_bench",
     "proofs_bench",
     "estimators_bench",
+    "search_bench",
 )
 
 

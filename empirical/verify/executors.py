@@ -1,0 +1,220 @@
+"""Run many attacks, locally or on ray, reusing every attack the store already finished.
+
+``run_attacks(configs, store=...)`` returns one trajectory per configuration, in order. An
+attack whose entry is in the ``ResultStore`` is read back, not rerun; every attack that
+finishes is written to the store at once, so a run killed at any moment (SIGKILL included)
+and started again with the same configurations redoes only the unfinished attacks and ends
+with the same trajectories as an uninterrupted run. Configurations that are the same attack
+(equal keys) run once.
+
+Executors:
+
+* ``"local"``: sequentially, in this process;
+* ``"ray"``: one ray task per pending attack (``num_cpus = threads`` each), written to the
+  store as each finishes. Without ``ray_address`` a local ray instance is started with
+  ``ray.init(num_cpus=2, include_dashboard=False)`` and shut down afterwards; with an
+  address the tasks go to that cluster (its workers need this package installed and the
+  model and data paths readable at the same absolute paths; paths are made absolute first).
+
+Bit-identical results: ``run_attack`` is deterministic for a configuration on a given
+machine and thread count, so both executors run every attack with torch's intra-op threads
+set to ``threads`` (1 by default; the caller's setting is restored afterwards), and the
+trajectories from ray equal the local ones field for field (the timing aside).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from empirical.attack import AttackConfig, run_attack
+from empirical.trajectory import Trajectory
+from empirical.verify.store import ResultStore, canonical_config
+from theory.errors import HftaInputError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+__all__ = ["AttackFunction", "ExecutorName", "run_attacks", "torch_threads"]
+
+ExecutorName = Literal["local", "ray"]
+AttackFunction = Callable[[AttackConfig], Trajectory]
+"""Runs one attack to its end: ``run_attack`` by default (tests inject stand-ins)."""
+
+LOCAL_RAY_CPUS = 2
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` inside, the previous one restored."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _check_threads(threads: int) -> None:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise HftaInputError(f"threads must be a positive integer, got {threads!r}")
+
+
+def run_attacks(
+    configs: Sequence[AttackConfig],
+    *,
+    store: ResultStore,
+    executor: ExecutorName = "local",
+    ray_address: str | None = None,
+    progress: bool = True,
+    threads: int = 1,
+    attack: AttackFunction = run_attack,
+) -> list[Trajectory]:
+    """The trajectory of every configuration, in order (see the module docstring).
+
+    ``attack`` runs one attack (default ``run_attack``); for ray it must be importable by
+    the workers (a module-level function). ``progress`` shows a progress bar on stderr.
+
+    Raises:
+        HftaInputError: an unknown executor, ``ray_address`` without the ray executor, a bad
+            thread count, or bad input in an attack (the first one met; the attacks finished
+            before it stay in the store).
+    """
+    if executor not in ("local", "ray"):
+        raise HftaInputError(f"executor must be 'local' or 'ray', not {executor!r}")
+    if ray_address is not None and executor != "ray":
+        raise HftaInputError("ray_address applies to the ray executor only (executor='ray')")
+    _check_threads(threads)
+    canonical = [canonical_config(c) for c in configs]
+    keys = [store.key(c) for c in canonical]
+    results: dict[str, Trajectory] = {}
+    pending: dict[str, AttackConfig] = {}
+    for key, config in zip(keys, canonical, strict=True):
+        if key in results or key in pending:
+            continue
+        stored = store.get(config)
+        if stored is None:
+            pending[key] = config
+        else:
+            results[key] = stored
+    with _progress_bar(progress) as bar:
+        task = bar.add_task("attacks", total=len(results) + len(pending), completed=len(results))
+
+        def finished(key: str, trajectory: Trajectory) -> None:
+            store.put(pending[key], trajectory)
+            results[key] = trajectory
+            bar.advance(task)
+
+        if executor == "local":
+            _run_local(pending, finished, threads=threads, attack=attack)
+        else:
+            _run_ray(pending, finished, threads=threads, attack=attack, address=ray_address)
+    return [results[key] for key in keys]
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Progress]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
+    with bar:
+        yield bar
+
+
+def _run_local(
+    pending: dict[str, AttackConfig],
+    finished: Callable[[str, Trajectory], None],
+    *,
+    threads: int,
+    attack: AttackFunction,
+) -> None:
+    with torch_threads(threads):
+        for key, config in list(pending.items()):
+            finished(key, attack(config))
+
+
+# ---------------------------------------------------------------------- ray
+def _ray_attack(config_json: str, threads: int, attack: AttackFunction) -> str:
+    """The body of a ray task: one attack with ``threads`` torch threads, as JSON text."""
+    with torch_threads(threads):
+        trajectory = attack(AttackConfig.model_validate_json(config_json))
+    return trajectory.model_dump_json()
+
+
+@contextlib.contextmanager
+def _ray_session(address: str | None) -> Iterator[Any]:
+    """ray, initialised: at ``address``, or a local instance of ``LOCAL_RAY_CPUS`` CPUs.
+
+    A ray session this function started is shut down on exit; one already running is kept.
+    """
+    try:
+        import ray
+    except ImportError:  # pragma: no cover - ray is an optional dependency
+        raise HftaInputError("the ray executor needs ray: pip install 'ray[default]'") from None
+    started = False
+    if not ray.is_initialized():
+        options: dict[str, Any] = {
+            "include_dashboard": False,
+            "logging_level": logging.WARNING,
+            "log_to_driver": False,
+        }
+        try:
+            if address is None:
+                ray.init(num_cpus=LOCAL_RAY_CPUS, **options)
+            else:
+                ray.init(address=address, **options)
+        except ConnectionError as exc:
+            raise HftaInputError(f"ray: cannot connect to {address}: {exc}") from None
+        started = True
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run_ray(
+    pending: dict[str, AttackConfig],
+    finished: Callable[[str, Trajectory], None],
+    *,
+    threads: int,
+    attack: AttackFunction,
+    address: str | None,
+) -> None:
+    if not pending:
+        return
+    with _ray_session(address) as ray:
+        remote = ray.remote(num_cpus=threads, max_retries=0)(_ray_attack)
+        futures = {
+            remote.remote(config.model_dump_json(), threads, attack): key
+            for key, config in pending.items()
+        }
+        waiting = list(futures)
+        try:
+            while waiting:
+                done, waiting = ray.wait(waiting, num_returns=1)
+                for future in done:
+                    try:
+                        text = ray.get(future)
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = getattr(exc, "cause", None)
+                        if isinstance(cause, HftaInputError):
+                            raise HftaInputError(str(cause)) from None
+                        raise
+                    finished(futures[future], Trajectory.model_validate_json(text))
+        finally:
+            for future in waiting:
+                with contextlib.suppress(Exception):
+                    ray.cancel(future, force=True)
