@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/hfta bounds
+	$(BIN)/hfta verify --out runs/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check theory proofs empirical tests benchmarks

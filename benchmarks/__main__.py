@@ -21,6 +21,7 @@ BENCHMARK_MODULES: tuple[str, ...] = (
     "proofs_bench",
     "estimators_bench",
     "search_bench",
+    "verify_bench",
 )
 
 

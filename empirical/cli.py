@@ -33,7 +33,14 @@ def _root() -> None:
     """Formal, testable immunization against harmful fine-tuning attacks."""
 
 
-COMMAND_MODULES: tuple[str, ...] = ("bounds", "build_model", "attack", "prove", "verify")
+COMMAND_MODULES: tuple[str, ...] = (
+    "bounds",
+    "build_model",
+    "attack",
+    "prove",
+    "verify",
+    "immunize",
+)
 
 
 def _register() -> None:

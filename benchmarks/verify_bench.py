@@ -1,0 +1,50 @@
+"""Wall time of the embedded default, ``hfta verify --out DIR`` (what ``make demo`` runs).
+
+* ``demo_wall_seconds``: a cold run in a fresh directory (no cache: the defence is applied,
+  every attack trained, the worst one rerun for its constants), the process timed whole from
+  start to exit, imports included; target ≤ 90 s on the 2-core machine with ``.venv``
+  present.
+* ``demo_warm_wall_seconds``: the same command again (immunized model, attacks and theory
+  measurements come from ``DIR.cache``): reading, judging, drawing and writing only.
+* ``demo_cpu_seconds``: user + system CPU seconds of the cold run (insensitive to other jobs
+  waiting for the same cores), and ``demo_exit_code`` (0: every claimed condition holds).
+
+Figures are printed (``python -m benchmarks verify_bench``), never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+COMMAND = [sys.executable, "-c", "from empirical.cli import main; main()", "verify", "--quiet"]
+
+
+def _timed(out: Path) -> tuple[float, int]:
+    started = time.perf_counter()
+    result = subprocess.run([*COMMAND, "--out", str(out)], check=False, capture_output=True)
+    if result.returncode not in (0, 1):
+        raise RuntimeError(f"hfta verify failed: {result.stderr.decode(errors='replace')}")
+    return time.perf_counter() - started, result.returncode
+
+
+def run() -> dict[str, float | str]:
+    with tempfile.TemporaryDirectory(prefix="verify-bench-") as directory:
+        out = Path(directory) / "demo"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cold, code = _timed(out)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        warm, _ = _timed(out)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "demo_wall_seconds": round(cold, 1),
+        "demo_warm_wall_seconds": round(warm, 1),
+        "demo_cpu_seconds": round(cpu, 1),
+        "demo_exit_code": float(code),
+        "demo_cpus": float(os.cpu_count() or 0),
+    }

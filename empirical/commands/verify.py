@@ -1,0 +1,147 @@
+"""``hfta verify``: turn a claimed defence guarantee into a verdict.
+
+    hfta verify                                  # claims/demo.toml on the embedded model
+    hfta verify claims/lora_attacker.toml --out runs/lora
+    hfta verify my_claim.toml --executor ray --ray-address auto --quiet
+
+Reads the claim (``empirical.verify.claim``), checks it and everything it names before
+writing anything (bad input: one line on stderr, exit code 2, no output directory), runs the
+verification (``empirical.verify.pipeline``) with its attacks, search, immunized models and
+theory measurements cached in ``OUT.cache`` (a killed run, rerun with the same command,
+resumes from there), then writes ``OUT/verdict.json``, ``OUT/report.md``, ``OUT/figures/``
+and ``OUT/trajectories/`` in a staging directory that is renamed to ``OUT`` at the end.
+
+Exit codes: 0 every claimed condition holds; 1 one is violated or inconclusive; 2 bad input.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from empirical.cli import app
+
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+
+
+def default_output() -> Path:
+    """``runs/verify-<local time>`` under the working directory."""
+    return Path("runs") / time.strftime("verify-%Y%m%d-%H%M%S")
+
+
+@app.command("verify")
+def verify_command(
+    claim: Annotated[
+        Path | None,
+        typer.Argument(help="Claim file (TOML). Default: the bundled claims/demo.toml."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output directory (default: runs/verify-<time>)."),
+    ] = None,
+    executor: Annotated[str, typer.Option(help="Where attacks run: local or ray.")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Address of a ray cluster (with --executor ray).")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads per attack.")] = 1,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress; print only the verdict line.")
+    ] = False,
+) -> None:
+    """Verify a claimed immunization guarantee; exit 0 if every claimed condition holds."""
+    from empirical.verify.claim import DEFAULT_CLAIM, load_claim
+    from empirical.verify.figures import figures
+    from empirical.verify.pipeline import (
+        VerifyOptions,
+        Workspace,
+        prepare,
+        verify,
+        work_directory,
+    )
+    from empirical.verify.report import publish, write_outputs
+    from theory.errors import HftaInputError
+
+    if executor not in EXECUTORS:
+        raise HftaInputError(f"--executor must be local or ray, not {executor!r}")
+    if ray_address is not None and executor != "ray":
+        raise HftaInputError("--ray-address needs --executor ray")
+    if threads < 1:
+        raise HftaInputError(f"--threads must be at least 1, got {threads}")
+    path = DEFAULT_CLAIM if claim is None else claim
+    if claim is None and not path.is_file():
+        raise HftaInputError(
+            f"no claim given and the bundled default {path} is missing (give a claim file)"
+        )
+    parsed = load_claim(path)
+    destination = default_output() if out is None else out
+    if destination.exists() and not destination.is_dir():
+        raise HftaInputError(f"--out {destination}: exists and is not a directory")
+    prepared = prepare(parsed, path)
+
+    import torch
+    from rich.console import Console
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    torch.set_num_threads(threads)
+    errors = Console(stderr=True)
+
+    def log(message: str) -> None:
+        if not quiet:
+            errors.print(f"[dim]verify:[/dim] {message}", highlight=False)
+
+    workspace = Workspace(work_directory(destination))
+    workspace.root.mkdir(parents=True, exist_ok=True)
+    options = VerifyOptions(
+        executor=executor,  # type: ignore[arg-type]
+        ray_address=ray_address,
+        progress=not quiet,
+        threads=threads,
+    )
+    started = time.perf_counter()
+    outcome = verify(prepared, workspace, options=options, log=log)
+    log("drawing the figures and writing the report")
+    staging = workspace.root / "partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    record = write_outputs(outcome, staging, figures(outcome))
+    publish(staging, destination)
+    _summary(record, destination, time.perf_counter() - started, quiet)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _summary(record: dict[str, object], destination: Path, seconds: float, quiet: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    verdict = str(record["verdict"])
+    line = f"verdict: {verdict} (exit {record['exit_code']}) -> {destination}/verdict.json"
+    if quiet:
+        console.print(line, highlight=False, soft_wrap=True)
+        return
+    table = Table(title=f"hfta verify: {verdict}")
+    for column in ("condition", "claimed", "status", "rests on"):
+        table.add_column(column)
+    conditions = record["conditions"]
+    assert isinstance(conditions, dict)
+    colours = {"holds": "green", "violated": "red", "inconclusive": "yellow"}
+    for name, entry in conditions.items():
+        status = entry["status"]
+        table.add_row(
+            name,
+            "yes" if entry["claimed"] else "measured",
+            f"[{colours[status]}]{status}[/{colours[status]}]",
+            entry["rests_on"]["text"],
+        )
+    console.print(table)
+    warnings = record.get("warnings") or []
+    assert isinstance(warnings, list)
+    for warning in warnings:
+        console.print(f"[bold red]warning:[/bold red] {warning}", highlight=False)
+    violations = record["bound_violations"]
+    console.print(f"bound violations: {violations}; wall time {seconds:.1f} s", highlight=False)
+    console.print(line, highlight=False, soft_wrap=True)

@@ -1,0 +1,253 @@
+"""The verifier's figures: the paper's Figure 2 and one panel per condition.
+
+* ``figure_two_loss``: Rosati et al. (2024), Figure 2, for the worst attack: the harmful loss
+  on the attack's fixed probe batch against the attack step, for the original model M and the
+  immunized M* under the same attack, with the certified envelope of M*'s run: theory's lower
+  bound on L_t (T3 for Adam/AdamW: L_0 − G Σ_{s<t} η_s a_{s+1}√d (+ AdamW's decay term);
+  T2 for SGD: L_0 − Σ_{s<t}(G η_s C + (β/2) η_s² C²)) with the constants measured along the
+  path (``empirical.certify``). Drawn by ``empirical.plots.figure_two``.
+* ``figure_two_harm``: the same two runs' harm proxy f against the step, with φ.
+* ``conditions_figure``: one panel per evaluated condition: the harm curves of every attack
+  it judged with φ (resistance, generalization), the capability of M and M* with the
+  interval of their difference and ε (stability), the two fine-tuning curves with the target
+  (trainability).
+
+Figures are Agg ``Figure`` objects (no pyplot state), saved by ``empirical.plots.save_figure``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from empirical.plots import Envelope, figure_two
+from theory.errors import AssumptionError, HftaInputError
+from theory.verdict import Status, Verdict
+
+if TYPE_CHECKING:
+    from empirical.certify import PathConstants
+    from empirical.verify.pipeline import AttackRun, VerifyOutcome
+
+__all__ = [
+    "certified_envelope",
+    "conditions_figure",
+    "figure_two_harm",
+    "figure_two_loss",
+    "figures",
+]
+
+STATUS_COLOURS: dict[Status, str] = {
+    Status.HOLDS: "tab:green",
+    Status.VIOLATED: "tab:red",
+    Status.INCONCLUSIVE: "tab:orange",
+}
+
+
+def _rates(run: AttackRun) -> np.ndarray | None:
+    """η_s of every step, 0 replaced as ``empirical.certify`` does (theory needs η_s > 0)."""
+    from empirical.certify import ZERO_RATE_STAND_IN
+
+    rates = run.trajectory.learning_rate
+    if not rates or any(r is None for r in rates):
+        return None
+    array = np.asarray(rates, dtype=np.float64)
+    return np.where(array == 0.0, ZERO_RATE_STAND_IN, array)
+
+
+def certified_envelope(run: AttackRun, constants: PathConstants) -> Envelope | None:
+    """Theory's lower envelope on the probe loss of ``run`` (module docstring), or None when
+    the constants it needs were not measured or the optimizer has no envelope theorem."""
+    from theory.theorems import clipped_sgd_progress, path_length_adam
+
+    trajectory = run.trajectory
+    losses = trajectory.probe_loss
+    rates = _rates(run)
+    if losses is None or losses[0] is None or rates is None:
+        return None
+    config = run.config
+    try:
+        if config.optimizer in ("adam", "adamw"):
+            if constants.G_path is None:
+                return None
+            decay = config.weight_decay if config.optimizer == "adamw" else 0.0
+            norm0 = constants.theta0_norm.value if constants.theta0_norm is not None else None
+            if decay > 0 and norm0 is None:
+                return None
+            values = path_length_adam.envelope(
+                L0=float(losses[0]),
+                G=constants.G_path.value,
+                learning_rates=rates,
+                beta1=config.betas[0],
+                beta2=config.betas[1],
+                d=trajectory.trainable_parameters,
+                lam=decay,
+                theta0_norm=norm0,
+            )
+            label = "certified lower envelope (T3, G measured on the path)"
+        else:
+            if constants.G_iterates is None or constants.beta is None or constants.C is None:
+                return None
+            values = clipped_sgd_progress.envelope(
+                L0=float(losses[0]),
+                G=constants.G_iterates.value,
+                C=constants.C.value,
+                beta=constants.beta.value,
+                learning_rates=rates,
+                momentum=config.momentum,
+            )
+            label = "certified lower envelope (T2)"
+    except AssumptionError:
+        return None
+    steps = list(range(len(values)))
+    return Envelope(steps=steps, lower=[float(v) for v in values], label=label)
+
+
+def figure_two_loss(
+    immunized: AttackRun, original: AttackRun | None, constants: PathConstants | None
+) -> Figure:
+    """Figure 2: the harmful (probe-batch) loss of M and M* under the worst attack."""
+    curves = {"immunized M*": immunized.trajectory}
+    if original is not None:
+        curves = {"original M": original.trajectory, **curves}
+    envelope = None if constants is None else certified_envelope(immunized, constants)
+    title = f"Harmful fine-tuning: {immunized.label()}"
+    figure = figure_two(curves, quantity="probe_loss", envelope=envelope, title=title)
+    measured = [v for t in curves.values() for v in t.series("probe_loss")[1]]
+    if envelope is not None and measured:
+        # the certified band may fall far below the measured losses: keep those readable
+        top, bottom = max(measured), min(measured)
+        span = max(top - bottom, 1e-9)
+        figure.axes[0].set_ylim(bottom - 0.5 * span, top + 0.1 * span)
+    return figure
+
+
+def figure_two_harm(immunized: AttackRun, original: AttackRun | None, phi: float) -> Figure:
+    """The harm proxy f of M and M* under the worst attack, with the threshold φ."""
+    curves = {"immunized M*": immunized.trajectory}
+    if original is not None:
+        curves = {"original M": original.trajectory, **curves}
+    figure = figure_two(
+        curves, quantity="harm", threshold=phi, title=f"Harm proxy: {immunized.label()}"
+    )
+    figure.axes[0].set_ylim(-0.05, 1.05)
+    return figure
+
+
+# --------------------------------------------------------------------------- conditions
+def _title(axes: Axes, name: str, verdict: Verdict, claimed: bool) -> None:
+    tag = "claimed" if claimed else "measured"
+    axes.set_title(
+        f"{name} ({tag}): {verdict.status.value}",
+        color=STATUS_COLOURS[verdict.status],
+        fontsize="medium",
+    )
+
+
+def _harm_panel(
+    axes: Axes, runs: list[AttackRun], phi: float, budget: int, original: AttackRun | None
+) -> None:
+    for run in runs:
+        steps, values = run.trajectory.series("harm")
+        axes.plot(steps, values, color="tab:blue", alpha=0.5, linewidth=1, gid=run.name)
+    if original is not None:
+        steps, values = original.trajectory.series("harm")
+        axes.plot(
+            steps,
+            values,
+            color="tab:gray",
+            linestyle="--",
+            label="original M, worst attack",
+            gid=original.name,
+        )
+    axes.axhline(phi, color="tab:red", linestyle="--", label=f"φ = {phi:g}", gid="threshold")
+    axes.axvline(budget, color="tab:gray", linestyle=":", label=f"T = {budget}", gid="budget")
+    axes.set_ylim(-0.05, 1.05)
+    axes.set_xlabel("attack step")
+    axes.set_ylabel("harm proxy f")
+    axes.legend(fontsize="small", title=f"{len(runs)} attacks", title_fontsize="small")
+
+
+def _stability_panel(axes: Axes, values: dict[str, Any], epsilon: float) -> None:
+    names = ["original M", "immunized M*"]
+    points = [values["original"], values["immunized"]]
+    errors: Any = None
+    if "original_interval" in values:
+        intervals = [values["original_interval"], values["immunized_interval"]]
+        errors = np.array(
+            [
+                [p - i["lower"] for p, i in zip(points, intervals, strict=True)],
+                [i["upper"] - p for p, i in zip(points, intervals, strict=True)],
+            ]
+        )
+    axes.bar(names, points, yerr=errors, capsize=6, color=["tab:gray", "tab:blue"], gid="bars")
+    axes.set_ylabel(f"{values['proxy']} on D_ref")
+    axes.set_xlabel(f"tolerance ε = {epsilon:g}; bars: {values['examples']} examples")
+
+
+def _trainability_panel(axes: Axes, original: AttackRun, immunized: AttackRun, target: Any) -> None:
+    for label, run in (("original M", original), ("immunized M*", immunized)):
+        steps, values = run.trajectory.series("capability")
+        axes.plot(steps, values, marker="o", markersize=3, label=label, gid=label)
+    if isinstance(target, float) and math.isfinite(target):
+        axes.axhline(target, color="tab:red", linestyle="--", label=f"target {target:.3g}")
+    axes.set_ylim(-0.05, 1.05)
+    axes.set_xlabel("fine-tuning step (harmless task)")
+    axes.set_ylabel("task accuracy")
+    axes.legend(fontsize="small")
+
+
+def conditions_figure(outcome: VerifyOutcome) -> Figure:
+    """One panel per evaluated condition (module docstring)."""
+    names = list(outcome.conditions)
+    if not names:
+        raise HftaInputError("no condition was evaluated")
+    columns = min(3, len(names))
+    rows = math.ceil(len(names) / columns)
+    figure = Figure(figsize=(4.6 * columns, 3.6 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    grid = figure.subplots(rows, columns, squeeze=False)
+    claim = outcome.claim
+    in_domain = [r for r in outcome.runs if r.role in ("grid", "search")]
+    cross = [r for r in outcome.runs if r.role == "cross_domain"]
+    training = {r.name: r for r in outcome.runs if r.role == "trainability"}
+    for index, name in enumerate(names):
+        axes = grid[index // columns][index % columns]
+        verdict = outcome.conditions[name]
+        if name in ("weak_resistance", "strong_resistance", "generalization_in_domain"):
+            budget = claim.threat_model.budget_steps
+            _harm_panel(axes, in_domain, claim.harm.phi, budget, outcome.original_worst)
+        elif name == "generalization_cross_domain":
+            _harm_panel(axes, cross, claim.harm.phi, claim.threat_model.budget_steps, None)
+        elif name == "stability" and outcome.stability_values and claim.stability:
+            _stability_panel(axes, outcome.stability_values, claim.stability.epsilon)
+        elif name == "trainability" and len(training) == 2:
+            _trainability_panel(
+                axes,
+                training["trainability-original"],
+                training["trainability-immunized"],
+                verdict.evidence.get("target"),
+            )
+        _title(axes, name, verdict, name in outcome.claimed)
+        axes.grid(alpha=0.3)
+    for index in range(len(names), rows * columns):
+        grid[index // columns][index % columns].set_visible(False)
+    figure.suptitle(f"{claim.claim.name}: {outcome.status.value}")
+    return figure
+
+
+def figures(outcome: VerifyOutcome) -> dict[str, Figure]:
+    """Every figure of the verdict, by file name (``figures/<name>``)."""
+    drawn: dict[str, Figure] = {"conditions.png": conditions_figure(outcome)}
+    if outcome.worst is not None:
+        worst = outcome.worst.run
+        constants = outcome.theory.worst_constants
+        drawn["figure2_loss.png"] = figure_two_loss(worst, outcome.original_worst, constants)
+        drawn["figure2_harm.png"] = figure_two_harm(
+            worst, outcome.original_worst, outcome.claim.harm.phi
+        )
+    return drawn
