@@ -69,5 +69,7 @@ def main() -> None:
         fail(f"{exc.strerror}: {exc.filename}")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # ``python -m empirical.cli``: commands register on the module's app
+    import empirical.cli as _module
+
+    _module.main()

@@ -120,3 +120,11 @@ def is_integer(symbol: sp.Symbol) -> sp.Basic:
     numbers like every other parameter assumption.
     """
     return sp.Eq(sp.floor(symbol), symbol)
+
+
+# Parameter assumptions shared by several theorems (stated once; each theorem lists them).
+from theory.theorem import Assumption  # noqa: E402  (after the symbols it relates)
+
+G_NONNEGATIVE = Assumption("G_nonnegative", sp.Ge(G, 0), "gradient bound G >= 0")
+T_NONNEGATIVE = Assumption("t_nonnegative", sp.Ge(t, 0), "t >= 0 steps")
+T_INTEGER = Assumption("t_integer", is_integer(t), "t counts steps")

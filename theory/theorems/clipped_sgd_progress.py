@@ -88,9 +88,9 @@ CLIPPED_STEP = Assumption(
 )
 ETA_POSITIVE = optimizers.ETA_POSITIVE
 C_POSITIVE = Assumption("C_positive", sp.Gt(sym.C, 0), "clipping norm C > 0")
-G_NONNEGATIVE = Assumption("G_nonnegative", sp.Ge(sym.G, 0), "gradient bound G >= 0")
-T_NONNEGATIVE = Assumption("t_nonnegative", sp.Ge(sym.t, 0), "t >= 0 steps")
-T_INTEGER = Assumption("t_integer", sym.is_integer(sym.t), "t counts steps")
+G_NONNEGATIVE = sym.G_NONNEGATIVE
+T_NONNEGATIVE = sym.T_NONNEGATIVE
+T_INTEGER = sym.T_INTEGER
 
 
 @dataclass(frozen=True)

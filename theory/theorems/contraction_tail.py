@@ -76,7 +76,7 @@ GRADIENT_BOUNDED_ON_PATH = Assumption(
 C_NONNEGATIVE = Assumption("c_nonnegative", sp.Ge(sym.c, 0), "contraction factor c >= 0")
 C_BELOW_ONE = Assumption("c_below_one", sp.Lt(sym.c, 1), "contraction factor c < 1")
 U_K_NONNEGATIVE = Assumption("u_K_nonnegative", sp.Ge(sym.u_K, 0), "||u_K|| >= 0 (a norm)")
-G_NONNEGATIVE = Assumption("G_nonnegative", sp.Ge(sym.G, 0), "gradient bound G >= 0")
+G_NONNEGATIVE = sym.G_NONNEGATIVE
 N_NONNEGATIVE = Assumption("n_nonnegative", sp.Ge(sym.n, 0), "n >= 0 steps after K")
 N_INTEGER = Assumption("n_integer", sym.is_integer(sym.n), "n counts steps")
 

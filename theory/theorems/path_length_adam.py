@@ -90,9 +90,9 @@ ADAM_UPDATE = Assumption(
     " is at most sqrt(d) times its largest coordinate (m_hat, v_hat: that coordinate's moments)",
     kind="hypothesis",
 )
-G_NONNEGATIVE = Assumption("G_nonnegative", sp.Ge(sym.G, 0), "gradient bound G >= 0")
-T_NONNEGATIVE = Assumption("t_nonnegative", sp.Ge(sym.t, 0), "t >= 0 steps")
-T_INTEGER = Assumption("t_integer", sym.is_integer(sym.t), "t counts steps")
+G_NONNEGATIVE = sym.G_NONNEGATIVE
+T_NONNEGATIVE = sym.T_NONNEGATIVE
+T_INTEGER = sym.T_INTEGER
 
 
 @dataclass(frozen=True)

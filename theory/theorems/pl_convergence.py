@@ -85,8 +85,8 @@ START_ABOVE_MINIMUM = Assumption("start_above_minimum", sp.Ge(sym.L0, sym.L_star
 THRESHOLD_ABOVE_MINIMUM = Assumption(
     "threshold_above_minimum", sp.Gt(sym.tau, sym.L_star), "tau > L* (L* itself is only a limit)"
 )
-T_NONNEGATIVE = Assumption("t_nonnegative", sp.Ge(sym.t, 0), "t >= 0 steps")
-T_INTEGER = Assumption("t_integer", sym.is_integer(sym.t), "t counts steps")
+T_NONNEGATIVE = sym.T_NONNEGATIVE
+T_INTEGER = sym.T_INTEGER
 
 
 @dataclass(frozen=True)
