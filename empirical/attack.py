@@ -483,6 +483,16 @@ def _finite(*values: float) -> bool:
     return all(math.isfinite(v) for v in values)
 
 
+def select_probe(train: dict[str, Tensor], config: AttackConfig) -> dict[str, Tensor]:
+    """The fixed probe batch: ``config.probe_size`` rows of the encoded attack set, chosen
+    with seed ``config.seed + 1`` (independent of the training order)."""
+    chooser = torch.Generator().manual_seed(config.seed + 1)
+    rows = next(iter(train.values())).shape[0]
+    chosen = torch.randperm(rows, generator=chooser)[: config.probe_size]
+    index = chosen.to(next(iter(train.values())).device)
+    return {k: v.index_select(0, index) for k, v in train.items()}
+
+
 # ---------------------------------------------------------------------- the attack
 def run_attack(
     config: AttackConfig,
@@ -558,12 +568,7 @@ def attack(
             max_length=max_length,
             device=device,
         )
-        probe_batch: dict[str, Tensor] | None = None
-        if config.probing:
-            chooser = torch.Generator().manual_seed(config.seed + 1)
-            chosen = torch.randperm(len(splits.attack), generator=chooser)[: config.probe_size]
-            index = chosen.to(device)
-            probe_batch = {k: v.index_select(0, index) for k, v in train.items()}
+        probe_batch = select_probe(train, config) if config.probing else None
         recorder = TrajectoryRecorder(
             source="attack",
             config=_provenance(config, splits, max_length, harm_proxy, capability_proxy),
