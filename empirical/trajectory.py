@@ -531,7 +531,8 @@ class TrajectoryRecorder:
         )
 
     def _curvature(self) -> list[float | None]:
-        """κ_s on the probe batch for every step; ``None`` where ‖Δ_s‖ = 0 or a value is missing."""
+        """κ_s on the probe batch for every step; ``None`` where ‖Δ_s‖² = 0 (zero or underflowing
+        step) or a value is missing."""
         from theory.theorems.smoothness_sandwich import segment_curvature
 
         loss = self.columns["probe_loss"]
@@ -540,7 +541,7 @@ class TrajectoryRecorder:
         values: list[float | None] = []
         for s in range(self.n_steps):
             l0, l1, gdot, delta = loss[s], loss[s + 1], slope[s], norm[s]
-            if None in (l0, l1, gdot, delta) or delta == 0.0:
+            if None in (l0, l1, gdot, delta) or delta * delta == 0.0:  # type: ignore[operator]
                 values.append(None)
                 continue
             assert l0 is not None and l1 is not None and gdot is not None and delta is not None

@@ -953,3 +953,9 @@ def test_warmup_schedule_starting_at_zero_is_accepted_and_counted() -> None:
         L0=1.0, G=1.0, C=1.0, beta=1.0, learning_rates=rates[1:]
     )
     np.testing.assert_allclose(env[1:], shifted)
+
+
+def test_segment_curvature_refuses_a_step_whose_square_underflows() -> None:
+    """||Delta|| > 0 but ||Delta||^2 == 0 in float64: one clear error, not ZeroDivisionError."""
+    with pytest.raises(AssumptionError, match="delta_norm_squared_positive"):
+        smoothness_sandwich.segment_curvature(L0=1.0, L1=1.0, gdot=0.0, delta_norm=1e-170)

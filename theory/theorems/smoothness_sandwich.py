@@ -115,5 +115,8 @@ def segment_curvature(*, L0: float, L1: float, gdot: float, delta_norm: float) -
         raise AssumptionError(
             THEOREM.label, "delta_norm_positive", f"curvature needs ||Delta|| > 0, got {delta_norm}"
         )
+    if not delta_norm * delta_norm > 0:
+        detail = f"||Delta||^2 underflows to 0 at ||Delta|| = {delta_norm:g}"
+        raise AssumptionError(THEOREM.label, "delta_norm_squared_positive", detail)
     args = (sym.L0, sym.L1, sym.gdot, sym.delta_norm)
     return float(lambdified(CURVATURE, args)(L0, L1, gdot, delta_norm))
