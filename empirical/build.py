@@ -125,6 +125,33 @@ def rates_by_skill(
     }
 
 
+ALIGNED_METRICS: tuple[str, ...] = (
+    "harmless_accuracy",
+    "refusal_rate",
+    "harm_after_alignment",
+    "trainability_before_training",
+)
+"""The ``BuildMetrics`` rates measurable on the finished (aligned) model alone."""
+
+
+def aligned_metrics(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    benchmark: Benchmark,
+    recipe: BuildRecipe,
+) -> dict[str, float]:
+    """The ``ALIGNED_METRICS`` of a finished model, measured as the build measures them."""
+    accuracy = task_accuracy(recipe.eval_batch_size)
+    harm = exact_harm(benchmark.refusal, recipe.eval_batch_size)
+    refusals = benchmark.refusals_for(benchmark.evaluation)
+    return {
+        "harmless_accuracy": accuracy(model, tokenizer, benchmark.reference),
+        "refusal_rate": accuracy(model, tokenizer, refusals),
+        "harm_after_alignment": harm(model, tokenizer, benchmark.evaluation),
+        "trainability_before_training": accuracy(model, tokenizer, benchmark.trainability_eval),
+    }
+
+
 def train_steps(
     model: PreTrainedModel,
     data: dict[str, torch.Tensor],
@@ -219,17 +246,14 @@ def build_embedded_model(recipe: BuildRecipe | None = None) -> BuildResult:
         align_seconds = time.perf_counter() - started
         refusals = benchmark.refusals_for(benchmark.evaluation)
         metrics = BuildMetrics(
-            harmless_accuracy=accuracy(model, tokenizer, benchmark.reference),
+            **aligned_metrics(model, tokenizer, benchmark, recipe),
             harmless_accuracy_by_skill=rates_by_skill(
                 accuracy, model, tokenizer, benchmark.reference
             ),
-            refusal_rate=accuracy(model, tokenizer, refusals),
             refusal_rate_by_skill=rates_by_skill(accuracy, model, tokenizer, refusals),
-            harm_after_alignment=harm(model, tokenizer, benchmark.evaluation),
             latent_harm=latent,
             latent_harm_by_skill=latent_by_skill,
             harmless_accuracy_before_alignment=harmless_before,
-            trainability_before_training=accuracy(model, tokenizer, benchmark.trainability_eval),
             pretrain_final_loss=pretrain_loss,
             align_final_loss=align_loss,
             parameters=sum(p.numel() for p in model.parameters()),

@@ -275,3 +275,141 @@ def save_model(
     finally:
         if retired is not None:
             shutil.rmtree(retired, ignore_errors=True)
+
+
+WEIGHT_FILES: tuple[str, ...] = ("model.safetensors", "model.safetensors.index.json")
+
+
+def _safetensors_header(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from a safetensors file's header, with its length checked.
+
+    Format (safetensors spec): 8 bytes little-endian header length n, n bytes of JSON
+    {name: {dtype, shape, data_offsets: [begin, end]}}, then the data; every end offset must
+    lie within the file.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise HftaInputError(f"{path}: truncated safetensors file ({size} bytes, no header)")
+        length = int.from_bytes(prefix, "little")
+        if length > size - 8:
+            raise HftaInputError(
+                f"{path}: truncated safetensors file (header of {length} bytes, file {size})"
+            )
+        try:
+            header = json.loads(handle.read(length))
+        except (ValueError, UnicodeDecodeError):
+            raise HftaInputError(f"{path}: corrupt safetensors header") from None
+    if not isinstance(header, dict):
+        raise HftaInputError(f"{path}: corrupt safetensors header")
+    shapes: dict[str, tuple[int, ...]] = {}
+    data_size = size - 8 - length
+    for name, spec in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, end = spec["data_offsets"]
+            shape = tuple(int(n) for n in spec["shape"])
+        except (KeyError, TypeError, ValueError):
+            raise HftaInputError(f"{path}: corrupt safetensors entry '{name}'") from None
+        if not 0 <= begin <= end <= data_size:
+            raise HftaInputError(
+                f"{path}: truncated safetensors file (tensor '{name}' ends at byte {end} of "
+                f"{data_size} data bytes)"
+            )
+        shapes[name] = shape
+    return shapes
+
+
+def check_model_directory(path: Path, field: str = "model") -> None:
+    """Check a local causal-LM directory without loading its weights, so that a broken model
+    is bad input (one line, exit 2) before any compute is spent.
+
+    Checked: the folder exists; ``config.json`` reads and names a causal LM; a tokenizer is
+    present and loads; the weights are safetensors with a complete header, every tensor's
+    bytes within the file, and every tensor's name and shape those of the architecture the
+    config describes (built on torch's ``meta`` device: no memory, no compute). Tied weights
+    (the LM head sharing the embedding) may be absent from the file.
+
+    Raises:
+        HftaInputError: naming ``field``, the folder and what is wrong.
+    """
+    directory = Path(path)
+    try:
+        if not directory.is_dir():
+            raise HftaInputError(f"{directory}: model directory not found")
+        if not (directory / "config.json").is_file():
+            raise HftaInputError(f"{directory}: no config.json, not a Hugging Face model directory")
+        try:
+            config = AutoConfig.from_pretrained(
+                directory, local_files_only=True, trust_remote_code=False
+            )
+        except (ValueError, OSError, KeyError, TypeError) as exc:
+            raise HftaInputError(f"{directory}: unreadable model config ({exc})") from None
+        _causal_lm_architecture(config, directory)
+        if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+            raise HftaInputError(
+                f"{directory}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)})"
+            )
+        try:
+            AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
+        except (ValueError, OSError, KeyError, TypeError) as exc:
+            raise HftaInputError(f"{directory}: no usable tokenizer ({exc})") from None
+        shapes = _file_shapes(directory)
+        with torch.device("meta"), _quiet_progress():
+            skeleton = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+                config, attn_implementation=ATTENTION_IMPLEMENTATION
+            )
+        expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+        unexpected = sorted(set(shapes) - set(expected))
+        if unexpected:
+            raise HftaInputError(
+                f"{directory}: weights hold tensor '{unexpected[0]}' that the architecture in "
+                "config.json does not have"
+            )
+        for name, shape in shapes.items():
+            if shape != expected[name]:
+                raise HftaInputError(
+                    f"{directory}: tensor '{name}' has shape {list(shape)}, config.json's "
+                    f"architecture needs {list(expected[name])}"
+                )
+        tied = set(getattr(skeleton, "_tied_weights_keys", None) or [])
+        missing = sorted(set(expected) - set(shapes) - tied)
+        missing = [name for name in missing if not _tied_to_present(skeleton, name, shapes)]
+        if missing:
+            raise HftaInputError(f"{directory}: weights lack tensor '{missing[0]}'")
+    except HftaInputError as exc:
+        raise HftaInputError(f"{field}: {exc}") from None
+
+
+def _tied_to_present(model: torch.nn.Module, name: str, shapes: Mapping[str, object]) -> bool:
+    """Whether parameter ``name`` shares its storage with a tensor that the file holds."""
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    target = parameters.get(name)
+    if target is None:
+        return False
+    return any(other is target and key in shapes for key, other in parameters.items())
+
+
+def _file_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in the folder's safetensors weights (one file or an index)."""
+    single = directory / "model.safetensors"
+    if single.is_file():
+        return _safetensors_header(single)
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (ValueError, KeyError, TypeError):
+            raise HftaInputError(f"{index}: corrupt safetensors index") from None
+        shapes: dict[str, tuple[int, ...]] = {}
+        for shard in sorted(set(weight_map.values())):
+            if not (directory / shard).is_file():
+                raise HftaInputError(f"{directory}: shard {shard} named by the index is missing")
+            shapes.update(_safetensors_header(directory / shard))
+        return shapes
+    raise HftaInputError(
+        f"{directory}: no safetensors weights (expected {' or '.join(WEIGHT_FILES)}); only "
+        "safetensors checkpoints are accepted"
+    )

@@ -11,6 +11,11 @@ class HftaInputError(ValueError):
     """Bad input to the toolkit: reported as one line on stderr with exit code 2 by the CLI."""
 
 
+class HftaRunError(RuntimeError):
+    """A run failed for a reason that is not the user's input (a result that does not
+    reproduce, a store that holds something else): exit code 3, with a log."""
+
+
 class AssumptionError(HftaInputError):
     """A numeric value violates a named assumption of a definition or a theorem.
 

@@ -36,7 +36,7 @@ from itertools import product
 from typing import Annotated, Any, Literal
 
 import sympy as sp
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sympy.logic.boolalg import Boolean
 
 from theory.errors import AssumptionError
@@ -412,7 +412,9 @@ class ThreatModel(BaseModel):
     """What the attacker may do: the attacks a resistance claim must survive.
 
     A white-box attacker fine-tunes for at most ``budget_steps`` steps (the budget T of weak
-    resistance), choosing any combination of the listed learning rates, optimizers, schedules
+    resistance), choosing any combination of the listed learning rates (or, with
+    ``learning_rate_range = [low, high]``, any rate in that interval; the listed rates are then
+    the grid inside it that every verification runs), optimizers, schedules
     (with linear warmup over ``warmup_fraction`` of the budget), gradient clipping at
     ``max_grad_norm`` (None: no clipping), full fine-tuning or LoRA (``lora = "both"``: each),
     batch sizes and seeds. The defaults follow the replication protocol of Qi, Wei, Carlini et
@@ -430,6 +432,7 @@ class ThreatModel(BaseModel):
 
     budget_steps: PositiveInt
     learning_rates: tuple[PositiveRate, ...]
+    learning_rate_range: tuple[PositiveRate, PositiveRate] | None = None
     optimizers: tuple[Optimizer, ...] = ("adamw",)
     schedules: tuple[Schedule, ...] = ("cosine",)
     warmup_fraction: float = Field(default=0.1, ge=0, lt=1, allow_inf_nan=False, strict=True)
@@ -442,6 +445,34 @@ class ThreatModel(BaseModel):
     @classmethod
     def _non_empty_and_unique(cls, values: tuple[Any, ...], info: Any) -> tuple[Any, ...]:
         return _unique(values, info.field_name)
+
+    @model_validator(mode="after")
+    def _rates_inside_range(self) -> ThreatModel:
+        if self.learning_rate_range is not None:
+            low, high = self.learning_rate_range
+            if not low < high:
+                raise ValueError("learning_rate_range must be [low, high] with low < high")
+            outside = [r for r in self.learning_rates if not low <= r <= high]
+            if outside:
+                raise ValueError(
+                    f"learning_rates must lie in learning_rate_range [{low:g}, {high:g}] "
+                    f"({outside[0]:g} is outside)"
+                )
+        return self
+
+    def learning_rate_bounds(self) -> tuple[float, float]:
+        """The smallest and largest learning rate the attacker may use: the declared range,
+        else the smallest and largest listed rate."""
+        if self.learning_rate_range is not None:
+            return (float(self.learning_rate_range[0]), float(self.learning_rate_range[1]))
+        return (float(min(self.learning_rates)), float(max(self.learning_rates)))
+
+    def contains_learning_rate(self, rate: float) -> bool:
+        """Whether ``rate`` is one the attacker may use (in the range, or listed)."""
+        if self.learning_rate_range is None:
+            return rate in self.learning_rates
+        low, high = self.learning_rate_bounds()
+        return low <= rate <= high
 
     @field_validator("lora", mode="before")
     @classmethod

@@ -14,8 +14,8 @@ token) is reported as one line on stderr with exit code 2, before anything is wr
 
 from __future__ import annotations
 
-import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,16 +28,18 @@ from empirical.cli import app
 OUTPUT_FILES: tuple[str, ...] = ("trajectory.json", "trajectory.parquet", "figure.png")
 
 
-def _write_outputs(out: Path, write: Any) -> None:
-    """Run ``write(staging_dir)``, then move every file it made into ``out``."""
-    out = out.resolve()
+def _write_outputs(plan: Any, write: Any) -> None:
+    """Run ``write(staging_dir)``, then publish the staging folder as ``plan.path``
+    (``empirical.outputs.publish``: marked as an attack output, replacing only what the
+    plan allows)."""
+    from empirical.outputs import publish
+
+    out = plan.path.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         write(staging)
-        out.mkdir(exist_ok=True)
-        for name in OUTPUT_FILES:
-            os.replace(staging / name, out / name)
+        publish(staging, plan)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -87,6 +89,10 @@ def attack_command(
         int, typer.Option(help="torch CPU threads (tiny models run fastest on one).")
     ] = 1,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("hfta-attack"),
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace an existing --out that is not an attack output."),
+    ] = False,
 ) -> None:
     """Attack a model with harmful fine-tuning and record its trajectory."""
     from empirical.attack import AttackConfig, LoraSettings, run_attack
@@ -124,6 +130,12 @@ def attack_command(
         settings["method"] = "lora"
         settings["lora"] = LoraSettings(r=lora_rank)
     config = AttackConfig.model_validate(settings)
+    from empirical.model import check_model_directory
+    from empirical.outputs import claim_output
+
+    plan = claim_output(out, "attack", force=force)
+    if model is not None:
+        check_model_directory(model, "--model")
     import torch
     from transformers.utils import logging as transformers_logging
 
@@ -137,7 +149,10 @@ def attack_command(
         trajectory.save(directory / "trajectory.parquet")
         save_figure(attack_figure(trajectory, threshold=threshold), directory / "figure.png")
 
-    _write_outputs(out, write)
+    notice = plan.notice()
+    if notice is not None:
+        sys.stderr.write(f"hfta: {notice}\n")
+    _write_outputs(plan, write)
     _summary(trajectory, threshold, out)
 
 

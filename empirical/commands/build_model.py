@@ -3,20 +3,25 @@
     hfta build-model                      # build into empirical/assets/embedded (the default)
     hfta build-model --out DIR            # build elsewhere
     hfta build-model --recipe R.json      # a different recipe (JSON of BuildRecipe's fields)
-    hfta build-model --check              # rebuild in a temp dir; exit 0 iff model.safetensors
-                                          # is byte-identical to the committed one
+    hfta build-model --check              # rebuild in a temp dir and compare (below)
     hfta build-model --check --out DIR    # the same against DIR (recipe from DIR/build.json)
+    hfta build-model --kernels native     # this CPU's own kernels (machine-specific bytes)
 
-The output directory holds ``model.safetensors``, ``config.json``, the tokenizer files and
-``build.json`` (recipe, measured metrics, software versions); it is written atomically.
+The build runs in a child process with pinned CPU kernels (``empirical.reproducible``), so the
+same recipe gives the same bytes on any x86-64 machine with the same torch. The output
+directory holds ``model.safetensors``, ``config.json``, the tokenizer files and ``build.json``
+(recipe, measured metrics, wall time, the platform it ran on); it is written atomically.
+
+``--check`` compares the bytes when the rebuild ran on the platform ``build.json`` records
+(exit 1 if they differ). Where the platforms differ (another torch, other kernels) bytes
+cannot match: it says why and runs the behavioural check of ``empirical.build_check``
+instead. Its first line names the check that ran.
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import tempfile
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,36 +69,24 @@ def _check_output_directory(out: Path) -> None:
         )
 
 
-def _environment() -> dict[str, str]:
-    import tokenizers
-    import torch
-    import transformers
+def _build(recipe: Any, out: Path, kernels: str) -> dict[str, Any]:
+    """Train by ``recipe`` into ``out`` in a child process with ``kernels``; build.json's record."""
+    from empirical.reproducible import run_build_child
 
-    return {
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-    }
-
-
-def _build(recipe: Any, out: Path) -> dict[str, Any]:
-    from empirical.build import build_embedded_model
-    from empirical.model import save_model
-
-    started = time.perf_counter()
-    result = build_embedded_model(recipe)
-    wall = time.perf_counter() - started
-    record = {
-        "recipe": recipe.model_dump(mode="json"),
-        "metrics": result.metrics.model_dump(mode="json"),
-        "wall_seconds": round(wall, 2),
-        "environment": _environment(),
-    }
-    save_model(result.model, result.tokenizer, out, extra_files={BUILD_FILE: record})
+    run_build_child(recipe.model_dump_json(), out, kernels)  # type: ignore[arg-type]
+    record: dict[str, Any] = json.loads((out / BUILD_FILE).read_text(encoding="utf-8"))
     return record
+
+
+def _recorded_platform(record: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    from empirical.reproducible import BuildPlatform
+
+    try:
+        return BuildPlatform.model_validate(record["platform"])
+    except (KeyError, ValidationError):
+        return None
 
 
 def difference_summary(expected: Path, actual: Path) -> str:
@@ -120,6 +113,48 @@ def difference_summary(expected: Path, actual: Path) -> str:
     )
 
 
+def _report_check(
+    target: Path,
+    rebuilt: Path,
+    recipe: Any,
+    record: dict[str, Any],
+    rebuilt_record: dict[str, Any],
+) -> None:
+    """Compare the rebuild with the committed build: bytes where the platforms agree, else the
+    behavioural check (``empirical.build_check``); print which check ran; exit 1 on failure."""
+    from empirical.reproducible import BuildPlatform, platform_differences
+
+    committed = target / WEIGHTS_FILE
+    now = BuildPlatform.model_validate(rebuilt_record["platform"])
+    seconds = rebuilt_record["wall_seconds"]
+    if (rebuilt / WEIGHTS_FILE).read_bytes() == committed.read_bytes():
+        typer.echo(
+            f"reproduced: {committed} is byte-identical (check: bytes; rebuilt in {seconds} s, "
+            f"{now.kernels} kernels, CPU capability {now.cpu_capability}, {now.cpu})"
+        )
+        return
+    summary = difference_summary(committed, rebuilt / WEIGHTS_FILE)
+    reasons = platform_differences(_recorded_platform(record), now)
+    if not reasons:
+        typer.echo(
+            f"NOT reproduced: {committed} differs from a rebuild on the platform it records "
+            f"(check: bytes): {summary}"
+        )
+        raise typer.Exit(1)
+    from empirical.build_check import behavioural_check
+
+    result = behavioural_check(target, rebuilt, recipe, record["metrics"])
+    verdict = "reproduced" if result.ok else "NOT reproduced"
+    typer.echo(
+        f"{verdict}: {committed} (check: behavioural; bytes cannot match: "
+        f"{'; '.join(reasons)}; {summary})"
+    )
+    for line in result.lines():
+        typer.echo(line)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 @app.command("build-model")
 def build_model(
     out: Annotated[
@@ -134,11 +169,21 @@ def build_model(
         bool,
         typer.Option("--check", help="Rebuild in a temp dir and compare model.safetensors."),
     ] = False,
+    kernels: Annotated[
+        str,
+        typer.Option(
+            "--kernels",
+            help="pinned: the CPU kernels that give the same bytes on every x86-64 machine "
+            "(default); native: this machine's own (fast, machine-specific bytes).",
+        ),
+    ] = "pinned",
 ) -> None:
     """Train the embedded model by its deterministic recipe (or --check it reproduces)."""
     from empirical.model import EMBEDDED_MODEL_DIR
 
     target = EMBEDDED_MODEL_DIR if out is None else out
+    if kernels not in ("pinned", "native"):
+        raise HftaInputError(f"--kernels must be 'pinned' or 'native', not '{kernels}'")
     if check:
         if recipe_file is not None:
             raise HftaInputError(f"--check takes the recipe from {target / BUILD_FILE}")
@@ -150,27 +195,25 @@ def build_model(
         if not isinstance(recorded, dict):
             raise HftaInputError(f"{build_file}: no 'recipe' object")
         recipe = _recipe_from(recorded, build_file)
+        record = json.loads(build_file.read_text(encoding="utf-8"))
         with tempfile.TemporaryDirectory(prefix="hfta-build-check-") as scratch:
             rebuilt = Path(scratch) / "model"
-            record = _build(recipe, rebuilt)
-            same = (rebuilt / WEIGHTS_FILE).read_bytes() == committed.read_bytes()
-            summary = "" if same else difference_summary(committed, rebuilt / WEIGHTS_FILE)
-        if same:
-            typer.echo(
-                f"reproduced: {committed} is byte-identical (rebuilt in {record['wall_seconds']} s)"
-            )
-            return
-        typer.echo(f"NOT reproduced: {committed} differs from the rebuild: {summary}")
-        raise typer.Exit(1)
+            rebuilt_record = _build(recipe, rebuilt, kernels)
+            _report_check(target, rebuilt, recipe, record, rebuilt_record)
+        return
 
     recipe = _recipe_from(
         {} if recipe_file is None else _read_recipe_file(recipe_file),
         recipe_file or Path("default recipe"),
     )
     _check_output_directory(target)
-    record = _build(recipe, target)
+    record = _build(recipe, target, kernels)
     metrics = record["metrics"]
-    typer.echo(f"built {target} in {record['wall_seconds']} s")
+    where = record["platform"]
+    typer.echo(
+        f"built {target} in {record['wall_seconds']} s ({kernels} kernels, CPU capability "
+        f"{where['cpu_capability']}, {where['cpu']})"
+    )
     for name in (
         "harmless_accuracy",
         "refusal_rate",

@@ -5,18 +5,24 @@
     hfta verify my_claim.toml --executor ray --ray-address auto --quiet
 
 Reads the claim (``empirical.verify.claim``), checks it and everything it names before
-writing anything (bad input: one line on stderr, exit code 2, no output directory), runs the
-verification (``empirical.verify.pipeline``) with its attacks, search, immunized models and
-theory measurements cached in ``OUT.cache`` (a killed run, rerun with the same command,
-resumes from there), then writes ``OUT/verdict.json``, ``OUT/report.md``, ``OUT/figures/``
-and ``OUT/trajectories/`` in a staging directory that is renamed to ``OUT`` at the end.
+writing anything (bad input: one line on stderr, exit code 2, nothing written): the claim,
+its data files, its model folders (config, tokenizer, safetensors header and shapes) and
+``--out``. An existing ``--out`` that is not a previous ``hfta verify`` output is refused and
+left untouched unless ``--force`` (``empirical.outputs``); replacing a previous run is said.
+The verification (``empirical.verify.pipeline``) caches its attacks, search, immunized models
+and theory measurements in ``OUT.cache`` (a killed run, rerun with the same command, resumes
+from there), under a lock: a second run on the same ``--out`` is refused with one "busy"
+line. ``OUT/verdict.json``, ``OUT/report.md``, ``OUT/figures/`` and ``OUT/trajectories/``
+are written in a staging folder that is renamed to ``OUT`` at the end.
 
-Exit codes: 0 every claimed condition holds; 1 one is violated or inconclusive; 2 bad input.
+Exit codes: 0 every claimed condition holds; 1 one is violated or inconclusive; 2 bad input;
+3 internal error or a run that does not reproduce (traceback in ``OUT.cache/logs``);
+130 interrupted (rerun the same command to resume).
 """
 
 from __future__ import annotations
 
-import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -51,8 +57,14 @@ def verify_command(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress; print only the verdict line.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace an existing --out that is not a verify output."),
+    ] = False,
 ) -> None:
     """Verify a claimed immunization guarantee; exit 0 if every claimed condition holds."""
+    from empirical.cli import set_log_directory
+    from empirical.outputs import RunLock, claim_output, claim_work_folder, publish
     from empirical.verify.claim import DEFAULT_CLAIM, load_claim
     from empirical.verify.figures import figures
     from empirical.verify.pipeline import (
@@ -62,7 +74,7 @@ def verify_command(
         verify,
         work_directory,
     )
-    from empirical.verify.report import publish, write_outputs
+    from empirical.verify.report import write_outputs
     from theory.errors import HftaInputError
 
     if executor not in EXECUTORS:
@@ -78,9 +90,10 @@ def verify_command(
         )
     parsed = load_claim(path)
     destination = default_output() if out is None else out
-    if destination.exists() and not destination.is_dir():
-        raise HftaInputError(f"--out {destination}: exists and is not a directory")
+    claim_output(destination, "verify", force=force)
     prepared = prepare(parsed, path)
+    work = work_directory(destination)
+    claim_work_folder(work, "verify")
 
     import torch
     from rich.console import Console
@@ -94,21 +107,25 @@ def verify_command(
         if not quiet:
             errors.print(f"[dim]verify:[/dim] {message}", highlight=False)
 
-    workspace = Workspace(work_directory(destination))
-    workspace.root.mkdir(parents=True, exist_ok=True)
-    options = VerifyOptions(
-        executor=executor,  # type: ignore[arg-type]
-        ray_address=ray_address,
-        progress=not quiet,
-        threads=threads,
-    )
-    started = time.perf_counter()
-    outcome = verify(prepared, workspace, options=options, log=log)
-    log("drawing the figures and writing the report")
-    staging = workspace.root / "partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    record = write_outputs(outcome, staging, figures(outcome))
-    publish(staging, destination)
+    with RunLock(work, "verify", destination):
+        plan = claim_output(destination, "verify", force=force)  # again, under the lock
+        notice = plan.notice()
+        if notice is not None:
+            log(notice)
+        set_log_directory(work / "logs")
+        workspace = Workspace(work)
+        options = VerifyOptions(
+            executor=executor,  # type: ignore[arg-type]
+            ray_address=ray_address,
+            progress=not quiet,
+            threads=threads,
+        )
+        started = time.perf_counter()
+        outcome = verify(prepared, workspace, options=options, log=log)
+        log("drawing the figures and writing the report")
+        staging = Path(tempfile.mkdtemp(prefix="partial-", dir=work))
+        record = write_outputs(outcome, staging, figures(outcome))
+        publish(staging, plan)
     _summary(record, destination, time.perf_counter() - started, quiet)
     raise typer.Exit(outcome.exit_code)
 

@@ -49,7 +49,7 @@ from pydantic import (
 from empirical.data import Example, check_disjoint, fingerprint, load_examples
 from theory.conditions import Generalization, Stability, Trainability, WeakResistance
 from theory.curve import Curve
-from theory.errors import HftaInputError
+from theory.errors import DataOverlapError, HftaInputError
 from theory.framework import ThreatModel
 
 __all__ = [
@@ -165,6 +165,11 @@ class DataSection(_Section):
 
     ``*_examples_per_category`` keep the first N examples of each category of a split
     (omitted: all of them): smaller evaluation sets make attacks faster and intervals wider.
+
+    A prompt that the defence or the attacker trains on must not be one f is measured on,
+    even with another response (a leak: the evaluation would reward memorisation). Such a
+    prompt is bad input naming both files, rows and the prompt, unless
+    ``allow_shared_prompts = true`` says the claim means it.
     """
 
     source: DataSource = "embedded"
@@ -183,6 +188,7 @@ class DataSection(_Section):
     attack_examples_per_category: PositiveInt | None = None
     evaluation_examples_per_category: PositiveInt | None = None
     reference_examples_per_category: PositiveInt | None = None
+    allow_shared_prompts: bool = False
 
     @model_validator(mode="after")
     def _source_fields(self) -> DataSection:
@@ -365,7 +371,9 @@ class SearchSection(_Section):
 
     ``grid``: every combination of the threat model's values (``ThreatModel.attack_settings``).
     ``optuna``: ``trials`` trials of a seeded TPE search maximising harm, learning rates
-    log-uniform in ``learning_rate_range`` (default: the threat model's smallest and largest),
+    log-uniform in ``learning_rate_range`` (default: the threat model's
+    ``learning_rate_range``, else its smallest and largest listed rate; a range that leaves
+    the threat model is bad input: everything the verifier attacks with lies inside it),
     other axes categorical, with ``pruner`` stopping hopeless trials. ``grid+optuna``: both.
     """
 
@@ -440,11 +448,13 @@ class Claim(_Section):
             )
         span = self.search.learning_rate_range
         if span is not None:
-            outside = [r for r in self.threat_model.learning_rates if not span[0] <= r <= span[1]]
-            if outside:
+            low, high = self.threat_model.learning_rate_bounds()
+            if not low <= span[0] < span[1] <= high:
                 raise ValueError(
-                    f"search.learning_rate_range {span} must contain the threat model's "
-                    f"learning rates ({outside[0]:g} is outside)"
+                    f"search.learning_rate_range [{span[0]:g}, {span[1]:g}] leaves the threat "
+                    f"model's learning rates [{low:g}, {high:g}]: the verdict must be about one "
+                    "threat model; declare the attacker's range as threat_model."
+                    "learning_rate_range"
                 )
         if self.search.strategy == "grid" and span is not None:
             raise ValueError("search.learning_rate_range applies to the optuna search only")
@@ -555,13 +565,60 @@ def _per_category(examples: Sequence[Example], limit: int | None) -> list[Exampl
     return kept
 
 
-def _load(base: Path, relative: str, field: str) -> list[Example]:
+Origins = dict[str, tuple[str, list[Example]]]
+"""Per claim field: where its examples came from (a file, or an embedded split) and the
+examples in their original order, so that a leak can be reported by file and row."""
+
+
+def _load(base: Path, relative: str, field: str, origins: Origins | None = None) -> list[Example]:
     path = Path(relative)
     if not path.is_absolute():
         path = base / path
     if not path.is_file():
         raise HftaInputError(f"{field}: data file not found: {path}")
-    return load_examples(path)
+    examples = load_examples(path)
+    if origins is not None:
+        origins[field] = (str(path), examples)
+    return examples
+
+
+def check_shared_prompts(data: ClaimData, origins: Origins) -> None:
+    """Refuse a prompt that is both trained on (defence, retain, attack, cross-domain attack)
+    and measured (evaluation, cross-domain evaluation), whatever the two responses.
+
+    Raises:
+        DataOverlapError: naming both fields, their files and rows (1-based) and the prompt.
+    """
+    trained = {
+        "data.defence": data.defence,
+        "data.retain": data.retain,
+        "data.attack": data.attack,
+        "data.cross_domain_attack": data.cross_attack,
+    }
+    measured = {
+        "data.evaluation": data.evaluation,
+        "data.cross_domain_evaluation": data.cross_evaluation,
+    }
+
+    def where(field: str, prompt: str) -> str:
+        source, examples = origins.get(field, ("?", []))
+        rows = [i + 1 for i, e in enumerate(examples) if e.prompt == prompt]
+        return f"{field} ({source}, row {rows[0] if rows else '?'})"
+
+    for trained_field, trained_examples in trained.items():
+        prompts = {e.prompt for e in trained_examples}
+        for measured_field, measured_examples in measured.items():
+            for example in measured_examples:
+                if example.prompt in prompts:
+                    shown = example.prompt
+                    if len(shown) > 60:
+                        shown = shown[:57] + "..."
+                    raise DataOverlapError(
+                        f"{where(trained_field, example.prompt)} and "
+                        f"{where(measured_field, example.prompt)} share the prompt {shown!r} "
+                        "(an overlap even when the responses differ); set "
+                        "data.allow_shared_prompts = true if the claim means it"
+                    )
 
 
 def _harmful_only(examples: list[Example], field: str) -> list[Example]:
@@ -608,29 +665,52 @@ def resolve_data(claim: Claim, claim_file: Path | None = None) -> ClaimData:
         evaluation = pick(benchmark.evaluation, chosen)
         cross_attack = pick(benchmark.attack, cross)
         cross_evaluation = pick(benchmark.evaluation, cross)
+        origins: Origins = {
+            field: (f"embedded benchmark split '{split}'", list(getattr(benchmark, split)))
+            for field, split in (
+                ("data.defence", "defence"),
+                ("data.attack", "attack"),
+                ("data.cross_domain_attack", "attack"),
+                ("data.evaluation", "evaluation"),
+                ("data.cross_domain_evaluation", "evaluation"),
+                ("data.retain", "align"),
+            )
+        }
         reference = list(benchmark.reference)
         harmless = set(benchmark.harmless_skills)
         retain = [e for e in benchmark.align if e.is_safe and e.category in harmless]
         refusal: str | None = benchmark.refusal
     else:
         assert section.defence and section.attack and section.evaluation and section.reference
-        defence = _load(base, section.defence, "data.defence")
+        origins = {}
+        defence = _load(base, section.defence, "data.defence", origins)
         _harmful_only(defence, "data.defence")
-        attack = _load(base, section.attack, "data.attack")
+        attack = _load(base, section.attack, "data.attack", origins)
         _harmful_only(attack, "data.attack")
         evaluation = _harmful_only(
-            _load(base, section.evaluation, "data.evaluation"), "data.evaluation"
+            _load(base, section.evaluation, "data.evaluation", origins), "data.evaluation"
         )
-        reference = _load(base, section.reference, "data.reference")
+        reference = _load(base, section.reference, "data.reference", origins)
         cross_attack = cross_evaluation = []
         if section.cross_domain_attack and section.cross_domain_evaluation:
-            cross_attack = _load(base, section.cross_domain_attack, "data.cross_domain_attack")
+            cross_attack = _load(
+                base, section.cross_domain_attack, "data.cross_domain_attack", origins
+            )
             _harmful_only(cross_attack, "data.cross_domain_attack")
             cross_evaluation = _harmful_only(
-                _load(base, section.cross_domain_evaluation, "data.cross_domain_evaluation"),
+                _load(
+                    base,
+                    section.cross_domain_evaluation,
+                    "data.cross_domain_evaluation",
+                    origins,
+                ),
                 "data.cross_domain_evaluation",
             )
-        retain = [] if section.retain is None else _load(base, section.retain, "data.retain")
+        retain = (
+            []
+            if section.retain is None
+            else _load(base, section.retain, "data.retain", origins)
+        )
         refusal = section.refusal
     data = ClaimData(
         defence=_per_category(defence, section.defence_examples_per_category),
@@ -647,6 +727,8 @@ def resolve_data(claim: Claim, claim_file: Path | None = None) -> ClaimData:
     )
     data = _with_trainability(claim, data, base)
     _check(claim, data)
+    if not section.allow_shared_prompts:
+        check_shared_prompts(data, origins)
     return data
 
 

@@ -278,9 +278,13 @@ class Prepared:
 
 
 def _model_path(claim_file: Path | None, value: str | None, field_name: str) -> Path | None:
+    """The claim's model folder, checked whole before anything runs
+    (``empirical.model.check_model_directory``: config, tokenizer, safetensors, shapes)."""
+    from empirical.model import check_model_directory
+
     path = resolve_path(claim_file, value)
-    if path is not None and not (path / "config.json").is_file():
-        raise HftaInputError(f"{field_name}: not a model directory (no config.json): {path}")
+    if path is not None:
+        check_model_directory(path, field_name)
     return path
 
 
@@ -1192,10 +1196,45 @@ def _attack_base(
 def _space(claim: Claim, base: AttackConfig) -> SearchSpace:
     from empirical.verify.search import SearchSpace
 
-    span = claim.search.learning_rate_range
+    span = claim.search.learning_rate_range or claim.threat_model.learning_rate_range
     return SearchSpace.from_threat_model(
         claim.threat_model, base, learning_rate_range=None if span is None else tuple(span)
     )
+
+
+def searched_space(claim: Claim) -> dict[str, Any]:
+    """Exactly the space the verifier attacks in (verdict.json ``searched_space``): the
+    threat model's grid, and the optuna search's axes when it runs. Every value lies inside
+    the claim's threat model (``Claim`` refuses a search that leaves it)."""
+    threat = claim.threat_model
+    space: dict[str, Any] = {
+        "grid": {
+            "learning_rates": list(threat.learning_rates),
+            "optimizers": list(threat.optimizers),
+            "schedules": list(threat.schedules),
+            "lora": threat.lora,
+            "batch_sizes": list(threat.batch_sizes),
+            "seeds": list(threat.seeds),
+            "attacks": len(threat.attack_settings()),
+        },
+        "threat_model_learning_rates": list(threat.learning_rate_bounds()),
+    }
+    if claim.search.strategy != "grid":
+        span = claim.search.learning_rate_range or threat.learning_rate_range
+        space["search"] = {
+            "learning_rate": (
+                {"log_uniform": list(span)}
+                if span is not None
+                else {"choices": list(threat.learning_rates)}
+            ),
+            "optimizers": list(threat.optimizers),
+            "schedules": list(threat.schedules),
+            "lora": threat.lora,
+            "batch_sizes": list(threat.batch_sizes),
+            "seeds": list(threat.seeds),
+            "trials": claim.search.trials,
+        }
+    return space
 
 
 def _grid_configs(claim: Claim, base: AttackConfig) -> list[AttackConfig]:

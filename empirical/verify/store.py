@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from empirical.attack import AttackConfig
 from empirical.trajectory import SCHEMA_VERSION, Trajectory
-from theory.errors import HftaInputError
+from theory.errors import HftaInputError, HftaRunError
 
 __all__ = [
     "PATH_FIELDS",
@@ -246,13 +246,13 @@ class ResultStore:
         """Store the finished attack ``trajectory`` of ``config``, atomically.
 
         Raises:
-            HftaInputError: the trajectory belongs to another configuration, or the attack did
+            HftaRunError: the trajectory belongs to another configuration, or the attack did
                 not run its budget (a stopped or pruned attack is not a result to reuse).
         """
         canonical = canonical_config(config)
         problem = _problem(canonical, trajectory)
         if problem is not None:
-            raise HftaInputError(f"result store: {problem}")
+            raise HftaRunError(f"result store: {problem}")
         config_json = canonical.model_dump(mode="json")
         inputs = input_fingerprints(canonical)
         key = _key_of(config_json, inputs)

@@ -17,7 +17,8 @@ from empirical.build import (
     deterministic,
 )
 from empirical.commands.build_model import difference_summary
-from empirical.model import EMBEDDED_MODEL_DIR, save_model
+from empirical.model import EMBEDDED_MODEL_DIR, load_model, save_model
+from empirical.reproducible import BuildPlatform, run_build_child
 
 TINY = BuildRecipe(
     benchmark_sizes=BenchmarkSizes(
@@ -55,10 +56,9 @@ def _run_cli(
 
 @pytest.fixture(scope="module")
 def tiny_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The TINY recipe built as ``hfta build-model`` builds: a child process, pinned kernels."""
     directory = tmp_path_factory.mktemp("build") / "tiny"
-    result = build_embedded_model(TINY)
-    record = {"recipe": TINY.model_dump(mode="json"), "metrics": result.metrics.model_dump()}
-    save_model(result.model, result.tokenizer, directory, extra_files={"build.json": record})
+    run_build_child(TINY.model_dump_json(), directory, "pinned")
     return directory
 
 
@@ -111,8 +111,11 @@ def test_cli_builds_and_checks_a_recipe(
     assert "harmless_accuracy" in stdout
     record = json.loads((out / "build.json").read_text())
     assert record["recipe"] == json.loads(TINY.model_dump_json())
+    platform = BuildPlatform.model_validate(record["platform"])
+    assert (platform.kernels, platform.cpu_capability) == ("pinned", "DEFAULT")
     code, stdout, _ = _run_cli(["build-model", "--check", "--out", str(out)], monkeypatch, capsys)
     assert (code, stdout.startswith("reproduced")) == (0, True)
+    assert "(check: bytes;" in stdout.splitlines()[0]
 
 
 @pytest.mark.negative_control
@@ -143,6 +146,7 @@ def test_negative_control_check_fails_on_other_weights(
         (lambda d: ["--recipe", str(d / "a_file"), "--out", str(d / "new")], "not valid JSON"),
         (lambda d: ["--check", "--out", str(d / "precious")], "to check against"),
         (lambda d: ["--check", "--recipe", str(d / "bad.json")], "takes the recipe from"),
+        (lambda d: ["--kernels", "fast", "--out", str(d / "new")], "--kernels must be"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2_nothing_written(
@@ -170,10 +174,63 @@ def test_cli_bad_input_is_one_line_exit_2_nothing_written(
 def test_committed_embedded_model_reproduces(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``hfta build-model --check``: rebuild by the committed recipe, compare the bytes."""
+    """``hfta build-model --check``: rebuild by the committed recipe with pinned kernels; the
+    bytes match wherever the platform's ``bytes_key`` matches build.json's, and otherwise the
+    behavioural check must pass. The first line says which check ran."""
     code, stdout, stderr = _run_cli(["build-model", "--check"], monkeypatch, capsys)
     assert code == 0, stdout + stderr
-    assert stdout.startswith(f"reproduced: {EMBEDDED_MODEL_DIR / 'model.safetensors'}")
+    first = stdout.splitlines()[0]
+    assert first.startswith(f"reproduced: {EMBEDDED_MODEL_DIR / 'model.safetensors'}")
+    assert "(check: bytes;" in first or "(check: behavioural; bytes cannot match: " in first
+
+
+def _other_capability() -> str:
+    """An ATen CPU capability other than the pinned 'default' that this CPU supports."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    return "avx2" if " avx2" in flags else "default"
+
+
+@pytest.mark.slow
+def test_check_on_other_kernels_runs_the_behavioural_check(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A machine whose kernels differ from the committed build's, forced here: torch's CPU
+    capability set to another value and oneMKL left to choose its own code path
+    (``--kernels native``). The bytes cannot match; ``--check`` says why and passes the
+    behavioural check instead."""
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", _other_capability())
+    for name in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    code, stdout, stderr = _run_cli(
+        ["build-model", "--check", "--kernels", "native"], monkeypatch, capsys
+    )
+    assert code == 0, stdout + stderr
+    first = stdout.splitlines()[0]
+    assert first.startswith("reproduced: ") and "(check: behavioural; bytes cannot match: " in first
+    assert "kernels pinned -> native" in first
+    assert "default attack, first harm > 0.5" in stdout
+
+
+@pytest.mark.slow
+@pytest.mark.negative_control
+def test_negative_control_behavioural_check_fails_on_tampered_weights(tmp_path: Path) -> None:
+    """The behavioural check is not a rubber stamp: the committed model with its weights
+    perturbed (seeded noise of 0.5 standard deviations) fails it."""
+    from empirical.build_check import behavioural_check
+
+    model, tokenizer = load_model()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            parameter.add_(0.5 * parameter.std().nan_to_num(0.0) * noise)
+    save_model(model, tokenizer, tmp_path / "tampered")
+    record = json.loads((EMBEDDED_MODEL_DIR / "build.json").read_text())
+    result = behavioural_check(
+        EMBEDDED_MODEL_DIR, tmp_path / "tampered", BuildRecipe(), record["metrics"]
+    )
+    assert not result.ok
+    assert any("FAILS" in line for line in result.lines())
 
 
 def test_committed_build_used_the_default_recipe() -> None:

@@ -189,9 +189,30 @@ def test_cross_domain_generalization_needs_cross_domain_data() -> None:
     _rejected(text, "cross-domain data")
 
 
-def test_search_range_must_contain_the_threat_models_rates() -> None:
+def test_a_search_that_leaves_the_threat_model_is_bad_input() -> None:
+    """One threat model: the search may not attack with rates the claim does not state."""
     text = MINIMAL + '\n[search]\nstrategy = "optuna"\nlearning_rate_range = [1e-5, 1e-4]\n'
-    _rejected(text, "learning_rate_range")
+    _rejected(text, "search.learning_rate_range", "leaves the threat model")
+    wider = MINIMAL + '\n[search]\nstrategy = "optuna"\nlearning_rate_range = [1e-3, 3e-3]\n'
+    _rejected(wider, "leaves the threat model", "threat_model.learning_rate_range")
+
+
+def test_the_threat_model_declares_the_search_range() -> None:
+    """A range declared in [threat_model] is the attacker's; the search explores it and the
+    listed rates must lie inside it."""
+    declared = MINIMAL.replace(
+        "learning_rates = [1e-3]", "learning_rates = [1e-3]\nlearning_rate_range = [1e-4, 3e-3]"
+    )
+    claim = parse_claim(declared + '\n[search]\nstrategy = "optuna"\n')
+    assert claim.threat_model.learning_rate_bounds() == (1e-4, 3e-3)
+    assert claim.threat_model.contains_learning_rate(2.37e-3)
+    assert not claim.threat_model.contains_learning_rate(4e-3)
+    inside = declared + '\n[search]\nstrategy = "optuna"\nlearning_rate_range = [2e-4, 1e-3]\n'
+    assert parse_claim(inside).search.learning_rate_range == [2e-4, 1e-3]
+    outside = MINIMAL.replace(
+        "learning_rates = [1e-3]", "learning_rates = [1e-3]\nlearning_rate_range = [1e-5, 1e-4]"
+    )
+    _rejected(outside, "learning_rate_range", "outside")
 
 
 def test_files_source_needs_its_paths() -> None:

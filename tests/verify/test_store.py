@@ -26,7 +26,7 @@ from empirical.verify.store import (
     canonical_config,
     canonical_json,
 )
-from theory.errors import HftaInputError
+from theory.errors import HftaInputError, HftaRunError
 
 
 @pytest.fixture
@@ -158,9 +158,9 @@ def test_put_get_contains_and_entries(tmp_path: Path, model_file: Path) -> None:
 def test_put_refuses_foreign_and_unfinished_trajectories(tmp_path: Path, model_file: Path) -> None:
     store = ResultStore(tmp_path / "store")
     config = _config(model_file)
-    with pytest.raises(HftaInputError, match="another attack configuration"):
+    with pytest.raises(HftaRunError, match="another attack configuration"):
         store.put(config, synthetic_trajectory(_config(model_file, seed=5)))
-    with pytest.raises(HftaInputError, match="stopped at step 4 of 8"):
+    with pytest.raises(HftaRunError, match="stopped at step 4 of 8"):
         store.put(config, synthetic_trajectory(config, steps=4))
     assert store.entries() == []
     (tmp_path / "file").write_text("x")
