@@ -13,7 +13,7 @@ What each estimate is, honestly:
   ‖∇²L‖₂ ≤ β there, so β(θ) is a *lower* estimate of the β of any region containing θ.
   Upper bounds on the loss (T4, T7) need the most positive curvature λ_max; lower bounds
   (T1, T2) need the magnitude of the most negative one, |λ_min|. Immunized models have
-  strong negative curvature (SCIENCE.md), so the dominant eigenvalue (what plain power
+  strong negative curvature (docs/science.md), so the dominant eigenvalue (what plain power
   iteration returns) may be λ_min, and reporting it as "the largest eigenvalue" would be
   wrong: both ends are always computed. Two methods:
 

@@ -1,7 +1,7 @@
 """The harmful-training problem as symbolic objects, and the attacker's threat model.
 
 Source: Rosati et al., "Immunization against harmful fine-tuning attacks", Findings of EMNLP
-2024 (arXiv 2402.16382), §2; see SCIENCE.md §1.
+2024 (arXiv 2402.16382), §2; see docs/science.md §1.
 
 A released model M has parameters θ[0]; M* is the immunized model. The attacker fine-tunes on
 a harmful data set D_harmful = {(X_i, Y_i)} by steps t = 1, 2, ... up to a budget T:

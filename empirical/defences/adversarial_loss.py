@@ -1,7 +1,7 @@
 """``adversarial-loss`` and ``adversarial-loss-bounded``: the demonstration of Rosati et al. 2024.
 
 Rosati, Wehner, Williams, Bartoszcze, Sajjad, Rudzicz, "Immunization against harmful
-fine-tuning attacks", Findings of EMNLP 2024 (SCIENCE.md §1), immunized Llama-2-7b-chat with
+fine-tuning attacks", Findings of EMNLP 2024 (docs/science.md §1), immunized Llama-2-7b-chat with
 an adversarial loss: cross-entropy on the paired refusal minus α times the cross-entropy on the
 harmful answer, the latter restricted to the answer tokens where the harmful answer and the
 refusal differ (α = 0.1), on BeaverTails. Here, with harmless retain data added for stability:

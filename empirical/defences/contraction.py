@@ -1,7 +1,7 @@
 """``contraction``: make a simulated attacker's steps contract (CLAMP-like), so T6 can apply.
 
 Theory's T6 (``theory.theorems.contraction_tail``; CLAMP, CVPR 2026, as summarised in
-SCIENCE.md §2, not checked against the paper) turns contracting attacker updates,
+docs/science.md §2, not checked against the paper) turns contracting attacker updates,
 ‖u_{s+1}‖ ≤ c‖u_s‖ with c < 1, into an every-step floor on the harmful loss. This defence
 trains for that hypothesis on a simulated gradient-descent attacker with step η on harmful
 data h:
@@ -43,7 +43,7 @@ from empirical.defences.losses import masked_mean, response_loss, token_cross_en
 from empirical.defences.registry import register
 
 SOURCE = (
-    "CLAMP (CVPR 2026) as summarised in SCIENCE.md §2 (contraction of the attacker's steps); "
+    "CLAMP (CVPR 2026) as summarised in docs/science.md §2 (contraction of the attacker's steps); "
     "this toolkit's penalty form"
 )
 

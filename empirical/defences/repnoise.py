@@ -5,7 +5,7 @@ Rosati, Wehner, Williams, Bartoszcze, Atanasov, Gonzales, Majumdar, Maple, Sajja
 RepNoise removes the information about harmful answers from the hidden representations, so
 that a later fine-tuning attack has little to recover: it pushes the distribution of the
 harmful inputs' hidden states toward Gaussian noise while keeping the harmless behaviour, and
-ascends (in log scale) the loss of the harmful answers. With the weights as SCIENCE.md states
+ascends (in log scale) the loss of the harmful answers. With the weights as docs/science.md states
 them (β = 0.001, α = 1):
 
     L(θ) = CE(safe answers) + β · Σ_{l ∈ layers} MMD²(h_l(harmful), Z_l) − α · log CE(harmful),
@@ -19,7 +19,7 @@ them (β = 0.001, α = 1):
 * −α log CE(harmful): gradient ascent on the harmful loss whose force α/CE fades as the loss
   grows, so it cannot run away as fast as a linear ascent.
 
-The paper's own weights could not be checked against its PDF; the names follow SCIENCE.md.
+The paper's own weights could not be checked against its PDF; the names follow docs/science.md.
 """
 
 from __future__ import annotations
@@ -55,10 +55,10 @@ class RepNoiseConfig(DefenceConfig):
     """RepNoise's hyperparameters (defaults and provenance next to each)."""
 
     alpha: NonNegativeFloat = Field(
-        default=1.0, description="α, weight of −log CE(harmful); 1 (SCIENCE.md, RepNoise)"
+        default=1.0, description="α, weight of −log CE(harmful); 1 (docs/science.md, RepNoise)"
     )
     beta: NonNegativeFloat = Field(
-        default=0.001, description="β, weight of the representation MMD; 0.001 (SCIENCE.md)"
+        default=0.001, description="β, weight of the representation MMD; 0.001 (docs/science.md)"
     )
     layers: tuple[int, ...] | None = Field(
         default=None,

@@ -1,7 +1,7 @@
 """The verifier: turn a claimed defence guarantee into a verdict (``hfta verify``).
 
 Published defence evaluations were fooled by one learning rate, one seed, a custom loop, a
-constant schedule (Qi, Wei, Carlini et al., ICLR 2025; SCIENCE.md §3). The verifier therefore
+constant schedule (Qi, Wei, Carlini et al., ICLR 2025; docs/science.md §3). The verifier therefore
 runs many attacks over the claim's threat model and searches for the worst one:
 
 * ``empirical.verify.store``: ``ResultStore``, finished attacks on disk keyed by the sha256 of

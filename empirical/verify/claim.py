@@ -2,7 +2,7 @@
 
 A defence author's "our model resists harmful fine-tuning" becomes checkable once it names
 (Rosati et al., "Immunization against harmful fine-tuning attacks", EMNLP Findings 2024, §3-4;
-SCIENCE.md §1 and §3):
+docs/science.md §1 and §3):
 
 * the model, and the defence applied to it (or ``"none"``: the model is already immunized);
 * the harmful data, split into disjoint defence / attack / evaluation sets, with in-domain and

@@ -255,7 +255,7 @@ def test_power_iteration_reports_non_convergence_honestly() -> None:
 
 @pytest.mark.negative_control
 def test_dominant_eigenvalue_alone_is_caught_as_a_bad_upper_curvature_bound() -> None:
-    # Immunized-model shape: the negative eigenvalue dominates (SCIENCE.md).
+    # Immunized-model shape: the negative eigenvalue dominates (docs/science.md).
     eigenvalues = [-6.0, -1.0, 0.5, 2.0]
     landscape, matrix, _ = quadratic(eigenvalues, seed=4)
     estimate = smoothness_of(landscape, tolerance=1e-10)

@@ -78,7 +78,7 @@ def test_problem_renders_argmin_expectation_and_update_rule() -> None:
 def _quadratic_descent_matches_closed_form(
     problem: fw.HarmfulTrainingProblem, curvature: float, start: float, rate: float, steps: int
 ) -> None:
-    """GD on L(θ) = a/2 (θ − c)²: θ_t − c = (1 − η a)^t (θ_0 − c) (SCIENCE.md §2, quadratics)."""
+    """GD on L(θ) = a/2 (θ − c)²: θ_t − c = (1 − η a)^t (θ_0 − c) (docs/science.md §2)."""
     center = 0.5
     theta = start
     for _ in range(steps):

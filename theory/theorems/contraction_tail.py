@@ -19,7 +19,7 @@ conditional on the constants (c, G measured along the attack). Otherwise
 
 Parameters: 0 ≤ c < 1, ‖u_K‖ ≥ 0, G ≥ 0, integer n ≥ 0.
 
-Source: CLAMP (CVPR 2026) as summarised in SCIENCE.md §2 (not checked against the paper);
+Source: CLAMP (CVPR 2026) as summarised in docs/science.md §2 (not checked against the paper);
 the geometric series.
 
 >>> THEOREM.evaluate(L_K=2.0, G=1.0, u_K=0.1, c=0.5)
@@ -104,7 +104,7 @@ class ContractionTail(Theorem):
     label: ClassVar[str] = "T6"
     name: ClassVar[str] = "contraction_tail"
     title: ClassVar[str] = "Contraction tail: an every-t (strong-resistance) certificate"
-    source: ClassVar[str] = "CLAMP (CVPR 2026) as summarised in SCIENCE.md; geometric series"
+    source: ClassVar[str] = "CLAMP (CVPR 2026) as summarised in docs/science.md; geometric series"
     steps_kind: ClassVar[StepsKind | None] = "minimum"
 
     assumptions: tuple[Assumption, ...] = (
