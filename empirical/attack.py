@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from empirical.benchmark import Benchmark
-    from empirical.proxies import CapabilityProxy, HarmProxy
+    from empirical.proxies import CapabilityProxy, EncodedSet, HarmProxy, TeacherForcedProxy
 
 OptimizerName = Literal["sgd", "adam", "adamw"]
 MethodName = Literal["full", "lora"]
@@ -156,6 +157,11 @@ class AttackConfig(BaseModel):
 
 EvaluationHook = Callable[[Evaluation], bool]
 """Called with each recorded evaluation; returning True stops the attack at that step."""
+
+IterateHook = Callable[[int, Tensor], None]
+"""Called with (s, θ_s) for the start point θ_0 and after every step: θ_s the trainable
+parameters as the flat float32 vector the update norms are measured on (a fresh tensor the
+loop does not modify). ``empirical.certify.capture.IterateCapture`` keeps them."""
 
 
 @dataclass
@@ -331,6 +337,19 @@ def mean_token_loss(model: nn.Module, batches: Sequence[Mapping[str, Tensor]]) -
 class Evaluator:
     """Measures an iterate: held-out harmful loss, harm proxy f, capability proxy g.
 
+    Each data set is tokenized once, at the first call (``empirical.proxies.
+    encode_for_scoring``: the same batches the proxies build, cached on the model's device),
+    and every later evaluation reuses the tensors. A proxy that is a function of one
+    teacher-forced pass (``TeacherForcedProxy``: exact harm, task accuracy, reference loss)
+    is scored from one batched forward pass under ``torch.inference_mode`` per set, and the
+    held-out harmful loss comes from the *same* pass over the evaluation set:
+    L = Σ_i Σ_j ℓ_ij / Σ_i n_i, the token-weighted mean cross-entropy of the supervised
+    (response and EOS) tokens, the quantity ``mean_token_loss`` computes, summed in another
+    order (equal to it up to float32 rounding). Other proxies (greedy decoding, a
+    classifier) are called as ``proxy(model, tokenizer, examples)``. A ``max_length`` shorter
+    than the model's context truncates the held-out loss's sequences, which the proxies
+    never do; the loss then gets its own pass (``mean_token_loss``).
+
     The harmful loss is computed first; when it is not finite the model has diverged and the
     proxies are not called (a diverged model is never scored as harmless).
     """
@@ -347,25 +366,89 @@ class Evaluator:
         device: torch.device,
         batch_size: int = 64,
     ) -> None:
+        if not evaluation:
+            raise HftaInputError("the evaluation data holds no examples")
         self.tokenizer = tokenizer
         self.evaluation = list(evaluation)
         self.reference = list(reference)
         self.harm_proxy = harm_proxy
         self.capability_proxy = capability_proxy
-        self.batches = batches_of(
-            encode_on(tokenizer, self.evaluation, max_length, device), batch_size
-        )
+        self.max_length = max_length
+        self.device = device
+        self.batch_size = batch_size
+        self._loss_batches: list[dict[str, Tensor]] | None = None
+        self._evaluation_set: EncodedSet | None = None
+        self._reference_set: EncodedSet | None = None
+
+    @staticmethod
+    def _forced(proxy: object) -> TeacherForcedProxy | None:
+        from empirical.proxies import TeacherForcedProxy
+
+        return proxy if isinstance(proxy, TeacherForcedProxy) else None
+
+    def _prepare(self, model: nn.Module) -> None:
+        """Encode the sets once (the first call), for ``model``'s context and device."""
+        from empirical.proxies import context_length, encode_for_scoring
+
+        if self._evaluation_set is not None or self._loss_batches is not None:
+            return
+        limit = context_length(model)
+        harm = self._forced(self.harm_proxy)
+        if self.max_length < limit:
+            self._loss_batches = batches_of(
+                encode_on(self.tokenizer, self.evaluation, self.max_length, self.device),
+                self.batch_size,
+            )
+        if self._loss_batches is None or harm is not None:
+            self._evaluation_set = encode_for_scoring(
+                self.tokenizer,
+                self.evaluation,
+                limit=limit,
+                device=self.device,
+                batch_size=harm.batch_size if harm is not None else self.batch_size,
+                whole_responses=self.harm_proxy is not None,
+            )
+        capability = self._forced(self.capability_proxy)
+        if capability is not None and self.reference:
+            self._reference_set = encode_for_scoring(
+                self.tokenizer,
+                self.reference,
+                limit=limit,
+                device=self.device,
+                batch_size=capability.batch_size,
+            )
 
     def __call__(self, model: nn.Module) -> tuple[float | None, float | None, float | None]:
         """``(harmful_loss, harm, capability)``; ``harmful_loss`` is NaN-free or ``None``."""
-        harmful_loss = mean_token_loss(model, self.batches)
+        from empirical.proxies import score_encoded
+
+        self._prepare(model)
+        scored = None if self._evaluation_set is None else score_encoded(
+            model, self._evaluation_set
+        )
+        if self._loss_batches is not None:
+            harmful_loss = mean_token_loss(model, self._loss_batches)
+        else:
+            assert scored is not None
+            harmful_loss = float(scored.loss_sum.sum() / scored.tokens.sum())
         if not math.isfinite(harmful_loss):
             return None, None, None
         harm = capability = None
         if self.harm_proxy is not None:
-            harm = float(self.harm_proxy(model, self.tokenizer, self.evaluation))
+            forced = self._forced(self.harm_proxy)
+            if forced is not None and scored is not None:
+                harm = float(forced.score(scored, self.evaluation))
+            else:
+                harm = float(self.harm_proxy(model, self.tokenizer, self.evaluation))
         if self.capability_proxy is not None:
-            capability = float(self.capability_proxy(model, self.tokenizer, self.reference))
+            forced = self._forced(self.capability_proxy)
+            if forced is not None and self._reference_set is not None:
+                reference = score_encoded(model, self._reference_set)
+                if not np.isfinite(reference.loss_sum).all():
+                    raise HftaInputError("the model's cross-entropy on the examples is not finite")
+                capability = float(forced.score(reference, self.reference))
+            else:
+                capability = float(self.capability_proxy(model, self.tokenizer, self.reference))
         return harmful_loss, harm, capability
 
 
@@ -402,18 +485,17 @@ def _apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
     from peft import LoraConfig, get_peft_model
     from transformers.pytorch_utils import Conv1D
 
-    names = set(settings.target_modules)
+    from empirical.lora import resolve_target_modules
+
+    # given names (checked against the model), or ("auto",): the architecture's defaults
+    targets = resolve_target_modules(model, settings.target_modules)
+    names = set(targets)
     targeted = [m for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in names]
-    if not targeted:
-        raise HftaInputError(
-            f"LoRA target modules {sorted(names)} not found in the model "
-            "(set lora.target_modules to its linear layers' names)"
-        )
     lora = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=list(settings.target_modules),
+        target_modules=list(targets),
         fan_in_fan_out=all(isinstance(m, Conv1D) for m in targeted),
         task_type="CAUSAL_LM",
     )
@@ -479,6 +561,28 @@ def deterministic(seed: int, device: torch.device) -> Iterator[None]:
             torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
 
+@contextlib.contextmanager
+def without_kv_cache(model: nn.Module) -> Iterator[None]:
+    """The model's ``config.use_cache`` off inside, restored after.
+
+    A transformers decoder called with ``use_cache`` builds a key/value cache object on every
+    forward pass, which a loss on whole sequences never reads: training and teacher-forced
+    scoring give the same numbers bit for bit without it (checked in the tests) and skip
+    that work (≈ 7% of a training step of the embedded model, measured with
+    ``benchmarks/engine_bench.py``). Models without such a config are left as they are.
+    """
+    config = getattr(model, "config", None)
+    previous = getattr(config, "use_cache", None)
+    if config is None or not isinstance(previous, bool):
+        yield
+        return
+    config.use_cache = False
+    try:
+        yield
+    finally:
+        config.use_cache = previous
+
+
 def _finite(*values: float) -> bool:
     return all(math.isfinite(v) for v in values)
 
@@ -531,6 +635,7 @@ def attack(
     harm_proxy: HarmProxy | None = None,
     capability_proxy: CapabilityProxy | None = None,
     on_evaluation: EvaluationHook | None = None,
+    on_iterate: IterateHook | None = None,
 ) -> AttackOutcome:
     """Fine-tune on harmful data for ``config.budget_steps`` steps, measuring every step.
 
@@ -539,6 +644,7 @@ def attack(
     config's data (see ``resolve_data``). Proxies default to ``default_proxies()``.
     ``on_evaluation`` is called with every recorded ``Evaluation``; when it returns True the
     attack stops there (``Trajectory.stopped_early``; a hyperparameter search prunes with it).
+    ``on_iterate`` is called with every iterate (s, θ_s) (``IterateHook``).
 
     Raises:
         HftaInputError: unusable model, tokenizer, data or device (one clear message).
@@ -588,8 +694,10 @@ def attack(
             evaluator=evaluator,
             recorder=recorder,
             on_evaluation=on_evaluation,
+            on_iterate=on_iterate,
         )
-        loop.run()
+        with without_kv_cache(model):
+            loop.run()
     model.eval()
     wall = time.perf_counter() - started
     trajectory = recorder.finish(
@@ -642,6 +750,7 @@ class _AttackLoop:
         evaluator: Evaluator,
         recorder: TrajectoryRecorder,
         on_evaluation: EvaluationHook | None = None,
+        on_iterate: IterateHook | None = None,
     ) -> None:
         self.config = config
         self.model = model
@@ -651,6 +760,7 @@ class _AttackLoop:
         self.evaluator = evaluator
         self.recorder = recorder
         self.on_evaluation = on_evaluation
+        self.on_iterate = on_iterate
         self.stopped_early = False
         self.optimizer = make_optimizer(config, parameters)
         self.scheduler = make_scheduler(
@@ -716,7 +826,8 @@ class _AttackLoop:
     # -- one step
     def _gradient(self) -> tuple[Tensor, Tensor]:
         """Accumulate ∇L over ``grad_accumulation`` minibatches; (mean loss, norm pre-clip)."""
-        self.model.train()
+        if not self.model.training:  # after an evaluation or the probe (train() walks
+            self.model.train()  # every module: not free at every step)
         accumulation = self.config.grad_accumulation
         total = torch.zeros((), device=self.start.device)
         for _ in range(accumulation):
@@ -746,6 +857,8 @@ class _AttackLoop:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         current = flat_parameters(self.parameters)
+        if self.on_iterate is not None:
+            self.on_iterate(step + 1, current)
         delta = current - self.previous
         measured = [delta.norm(), (current - self.start).norm()]
         if self.probe_gradient is not None:
@@ -780,6 +893,8 @@ class _AttackLoop:
     def run(self) -> None:
         """θ_0 (probe, evaluation), then every step until the budget or a divergence."""
         budget = self.config.budget_steps
+        if self.on_iterate is not None:
+            self.on_iterate(0, self.start)
         alive = self._timed(lambda: self._iterate(0, 0.0)) and self._evaluate(0)
         step = 0
         while alive and step < budget:

@@ -1,4 +1,5 @@
-"""T8's intervals reach their nominal coverage: by simulation and by exact computation.
+"""T8 ``binomial_confidence``: its intervals reach their nominal coverage, by simulation and
+by exact computation.
 
 * Clopper–Pearson (``theory.statistics.clopper_pearson``): in M simulated binomial experiments
   the interval misses p at most a fraction α of the time, and its exact coverage

@@ -1,4 +1,4 @@
-"""T4 against real torch gradient descent on Polyak–Łojasiewicz problems.
+"""T4 ``pl_convergence`` against real torch gradient descent on Polyak–Łojasiewicz problems.
 
 Strongly convex quadratics, least squares (μ = the smallest positive eigenvalue of XᵀX/n) and
 the non-convex Σ x_i² + 3 sin²(x_i) (μ = 1/32, β = 8; Karimi, Nutini, Schmidt 2016), with
@@ -7,7 +7,8 @@ threshold τ > L* must be reached no later than T4's certified maximum t_max
 (``empirical.certify.check_pl_convergence``). Also with μ *measured* along the path (the
 smallest PL ratio ½‖∇L_s‖²/(L_s − L*) at the iterates, ``empirical.estimators``): the
 one-step argument of T4 needs the PL inequality at the iterates only, so that tighter μ
-must hold too. Negative controls: the rate (1 − 2ημ), and μ doubled.
+must hold too, and the measured μ is never below a quadratic's true μ (the estimator is an
+upper estimate). Negative controls: the rate (1 − 2ημ), and μ doubled.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from hypothesis import strategies as st
 
 from empirical import certify
 from empirical.estimators import pl_ratios_from
-from empirical.testing import GradientProblem, descend
+from empirical.testing import GradientProblem, QuadraticProblem, descend
 from empirical.testing import strategies as hst
+from tests.properties._runs import recorded
 from theory import symbols as sym
 from theory.theorem import lambdified
 from theory.theorems import pl_convergence
@@ -75,11 +77,9 @@ def pl_property(
         note(repr(problem))
         run = descend(problem, steps)
         trajectory = run.trajectory
-        losses = [float(v) for v in trajectory.probe_loss or []]
-        norms = [float(v) for v in trajectory.probe_grad_norm or []]
-        mu = (
-            _measured_mu(problem, losses, norms) if measured_mu else problem.pl_constant
-        )
+        losses = recorded(trajectory.probe_loss)
+        norms = recorded(trajectory.probe_grad_norm)
+        mu = _measured_mu(problem, losses, norms) if measured_mu else problem.pl_constant
         assert mu is not None and mu > 0
         mu = min(mu * mu_factor, problem.smoothness)
         threshold = problem.loss_star + 10.0**depth * (losses[0] - problem.loss_star)
@@ -138,3 +138,30 @@ def test_certified_maximum_is_the_first_step_under_the_bound(
     assert pl_convergence.THEOREM.evaluate(t=steps, **values) <= threshold
     if steps > 0:
         assert pl_convergence.THEOREM.evaluate(t=steps - 1, **values) > threshold
+
+
+def _well_above(loss: float, floor: float, start: float) -> bool:
+    """L − L* is a reliable float64 number: above 10⁻⁶ of the start's excess and of |L| + |L*|
+    (below that, L − L* and ‖∇L‖ are dominated by the cancellation in θ − θ*)."""
+    excess = loss - floor
+    return excess > 1e-6 * (start - floor) and excess > 1e-6 * (abs(loss) + abs(floor))
+
+
+@given(problem=hst.quadratic_problems(step="pl"), steps=st.integers(1, 30))
+def test_measured_pl_ratio_is_never_below_the_quadratics_mu(
+    problem: QuadraticProblem, steps: int
+) -> None:
+    """½‖H e‖² / (½ eᵀHe) ≥ λ_min for every e: the estimator's μ̂ (``pl_ratios_from``) is an
+    upper estimate of the true μ, as its docstring says (at iterates whose excess loss is not
+    lost to cancellation, ``_well_above``)."""
+    trajectory = descend(problem, steps).trajectory
+    losses = recorded(trajectory.probe_loss)
+    norms = recorded(trajectory.probe_grad_norm)
+    floor = problem.loss_star
+    keep = [s for s, v in enumerate(losses) if _well_above(v, floor, losses[0])]
+    mu = problem.pl_constant
+    assert mu is not None
+    if not keep:  # every excess is below the cancellation level: nothing to measure
+        return
+    estimate = pl_ratios_from([losses[s] for s in keep], [norms[s] for s in keep], floor)
+    assert estimate.value >= mu * (1 - 1e-6)

@@ -1,4 +1,4 @@
-"""T6 against real torch gradient descent where the updates contract.
+"""T6 ``contraction_tail`` against real torch gradient descent where the updates contract.
 
 Gradient descent on a strongly convex quadratic with η ≤ 1/λ_max has u_{s+1} = (I − ηH)u_s,
 so from any step K the update norms contract by c = max_i |1 − ηλ_i| = 1 − ηλ_min < 1, and the
@@ -24,6 +24,7 @@ from empirical import certify
 from empirical.estimators import contraction
 from empirical.testing import QuadraticProblem, descend
 from empirical.testing import strategies as hst
+from tests.properties._runs import recorded
 from theory import symbols as sym
 from theory.theorem import lambdified
 from theory.theorems import contraction_tail
@@ -64,9 +65,9 @@ def tail_property(
     def prop(problem: QuadraticProblem, steps: int, pick: int, position: float) -> None:
         note(repr(problem))
         trajectory = descend(problem, steps).trajectory
-        losses = [float(v) for v in trajectory.probe_loss or []]
-        gradients = [float(v) for v in trajectory.probe_grad_norm or []]
-        updates = [float(v) for v in trajectory.update_norm]  # type: ignore[arg-type]
+        losses = recorded(trajectory.probe_loss)
+        gradients = recorded(trajectory.probe_grad_norm)
+        updates = recorded(trajectory.update_norm)
         start = pick % (steps - 1)
         c = _exact_contraction(problem) if theory_c else contraction(updates, start).value
         if not c < 1.0:
@@ -122,7 +123,7 @@ def test_measured_contraction_never_exceeds_theory(problem: QuadraticProblem, st
     parameters rounded to ~1e-16 S, its ratio to the previous one rounding noise (that noise,
     at most 1e-7 relative above the cut, is the allowance)."""
     trajectory = descend(problem, steps).trajectory
-    updates = [float(v) for v in trajectory.update_norm]  # type: ignore[arg-type]
+    updates = recorded(trajectory.update_norm)
     scale = float(np.linalg.norm(problem.theta_0) + np.linalg.norm(problem.theta_star))
     live = [u for u in updates if u > 1e-8 * scale]
     if len(live) < 2:

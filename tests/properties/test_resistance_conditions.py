@@ -50,11 +50,20 @@ pytestmark = pytest.mark.slow
 def examples(ci: int) -> int:
     """``ci`` examples under the ``ci`` profile (30 examples per test), proportionally more
     under ``thorough`` (500): real attacks cost seconds each."""
-    return ci * max(1, settings.default.max_examples // 30)
+    profile = settings.default
+    assert profile is not None
+    return ci * max(1, profile.max_examples // 30)
+
 
 SIZES = BenchmarkSizes(
-    pretrain=1, align=1, defence=1, attack=8, evaluation=4, reference=2,
-    trainability_train=1, trainability_eval=1,
+    pretrain=1,
+    align=1,
+    defence=1,
+    attack=8,
+    evaluation=4,
+    reference=2,
+    trainability_train=1,
+    trainability_eval=1,
 )
 ATTACKS = hst.attack_configs(
     optimizers=("adam", "adamw"),

@@ -1,4 +1,5 @@
-"""T5 against real torch gradient descent: quadratics, least squares, linear feature probing.
+"""T5 ``quadratic_gd`` against real torch gradient descent: quadratics, least squares, linear
+feature probing.
 
 A real ``torch.optim.SGD`` in float64 on a torch loss (``empirical.testing.descend``) must
 follow T5's closed form L_t = L* + ½ Σ_i λ_i (1 − ηλ_i)^{2t} c_i² to relative error 1e-9 of
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from empirical.testing import GradientProblem, QuadraticProblem, descend
 from empirical.testing import strategies as hst
+from tests.properties._runs import recorded
 from theory import quadratic
 from theory.theorems import quadratic_gd
 from theory.theorems.quadratic_gd import (
@@ -33,9 +35,7 @@ from theory.theorems.quadratic_gd import (
 
 #: T5's summand with (1 − ηλ_i)^t in place of (1 − ηλ_i)^{2t}: the iterate's factor used as
 #: the loss's (a classic slip).
-WRONG_EXPONENT = compile_excess_loss(
-    EXCESS_LOSS_SUMMAND.subs(2 * quadratic_gd.t, quadratic_gd.t)
-)
+WRONG_EXPONENT = compile_excess_loss(EXCESS_LOSS_SUMMAND.subs(2 * quadratic_gd.t, quadratic_gd.t))
 
 
 def _quadratic_of(problem: GradientProblem) -> QuadraticProblem:
@@ -118,7 +118,7 @@ def test_steps_to_threshold_equals_t5_prediction(
     first at step k and T5's solver says k."""
     note(repr(problem))
     modal = _quadratic_of(problem).modal()
-    losses = [float(v) for v in descend(problem, steps).trajectory.probe_loss or []]
+    losses = recorded(descend(problem, steps).trajectory.probe_loss)
     scale = losses[0] - modal.loss_star
     gaps = [k for k in range(1, len(losses)) if losses[k - 1] - losses[k] > 1e-6 * scale]
     assume(gaps)

@@ -1,0 +1,180 @@
+r"""A real attack with its iterates captured, and the constants measured along its path.
+
+``attack_and_measure(config, ...)`` runs ``empirical.attack.attack`` with an ``on_iterate``
+callback (``IterateCapture``) that keeps θ_0 … θ_T, the trainable parameters as the flat
+float32 vectors the attack loop measures its update norms on; checks them against the
+recorded update norms (‖θ_{s+1} − θ_s‖ equal to ``update_norm[s]`` to a relative 10⁻⁵);
+rebuilds the probe batch (``measure_constants`` checks it against the recorded probe losses);
+and measures the constants along the path (``empirical.certify.constants``).
+``MeasuredAttack.check_all`` then runs every check that applies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from empirical.certify.constants import LANCZOS_TOLERANCE, measure_constants
+from empirical.certify.records import BoundCheck, PathConstants
+from empirical.certify.registry import check_all
+from empirical.trajectory import Trajectory
+from theory.errors import HftaInputError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+    from transformers import PreTrainedTokenizerBase
+
+    from empirical.attack import AttackConfig
+    from empirical.data import Example
+    from empirical.hvp import LossLandscape
+    from empirical.proxies import CapabilityProxy, HarmProxy
+
+__all__ = ["IterateCapture", "MeasuredAttack", "attack_and_measure"]
+
+
+@dataclass
+class MeasuredAttack:
+    """An attack run with its iterates captured and its constants measured."""
+
+    trajectory: Trajectory
+    constants: PathConstants
+    model: nn.Module
+    iterates: list[Tensor]
+    landscape: LossLandscape
+
+    def check_all(self, *, threshold: float | None = None) -> list[BoundCheck]:
+        """``empirical.certify.check_all`` on this run with its measured constants."""
+        return check_all(self.trajectory, self.constants, threshold=threshold)
+
+
+class IterateCapture:
+    """The iterates θ_0, θ_1, … an attack loop hands to its ``on_iterate`` callback.
+
+    Pass the instance as ``on_iterate``: the loop calls it with (s, θ_s) for the start point
+    and after every step, θ_s the flat vector of the attack's trainable parameters (a fresh
+    tensor the loop does not modify), so the captured vectors are exactly the ones its update
+    norms are measured on (``iterates`` checks that they are).
+    """
+
+    def __init__(self) -> None:
+        self.points: list[Tensor] = []
+
+    def __call__(self, step: int, theta: Tensor) -> None:
+        if step != len(self.points):
+            raise HftaInputError(f"iterate {step} handed over after {len(self.points)} iterates")
+        self.points.append(theta)
+
+    def iterates(self, trajectory: Trajectory) -> list[Tensor]:
+        """θ_0 … θ_T for the T recorded steps of ``trajectory``, each step's norm checked
+        against the recorded ‖Δ_s‖.
+
+        Raises:
+            HftaInputError: fewer than T + 1 iterates, or a step whose norm differs from the
+                recorded one (not this trajectory's iterates).
+        """
+        points = self.points
+        n = trajectory.n_steps
+        if len(points) < n + 1:
+            raise HftaInputError(f"captured {len(points)} iterates for {n} steps")
+        points = points[: n + 1]
+        for s in range(n):
+            recorded = trajectory.update_norm[s]
+            if recorded is None:
+                continue
+            measured = float((points[s + 1] - points[s]).norm())
+            if not math.isclose(measured, recorded, rel_tol=1e-5, abs_tol=1e-12):
+                raise HftaInputError(
+                    f"captured step {s} has norm {measured!r}, the attack recorded {recorded!r}"
+                )
+        return points
+
+
+def _probe_batch(
+    config: AttackConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    model: nn.Module,
+    data: Sequence[Example] | None,
+    evaluation: Sequence[Example] | None,
+    reference: Sequence[Example] | None,
+) -> dict[str, torch.Tensor]:
+    """The attack's probe batch: ``probe_size`` examples of the attack set chosen with seed
+    ``seed + 1`` from the encoded set (as ``empirical.attack`` draws it; ``measure_constants``
+    verifies the result against the recorded probe loss)."""
+    import torch
+
+    from empirical.attack import encode_on, resolve_data, select_probe
+    from empirical.proxies import context_length
+
+    splits = resolve_data(config, data=data, evaluation=evaluation, reference=reference)
+    max_length = config.max_length or context_length(model)
+    train = encode_on(tokenizer, splits.attack, max_length, torch.device(config.device))
+    return select_probe(train, config)
+
+
+def attack_and_measure(
+    config: AttackConfig,
+    *,
+    model: nn.Module | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    data: Sequence[Example] | None = None,
+    evaluation: Sequence[Example] | None = None,
+    reference: Sequence[Example] | None = None,
+    harm_proxy: HarmProxy | None = None,
+    capability_proxy: CapabilityProxy | None = None,
+    beta_every: int = 1,
+    segment_samples: int = 4,
+    lanczos_tolerance: float = LANCZOS_TOLERANCE,
+    contraction_start: int | None = None,
+) -> MeasuredAttack:
+    """Run ``empirical.attack.attack`` with its iterates captured (``IterateCapture``), then
+    ``measure_constants`` on the probe loss along the path (arguments as for ``attack``;
+    ``config.probe`` or ``config.record_curvature`` must be on)."""
+    from empirical.attack import attack
+    from empirical.hvp import model_landscape
+
+    if not config.probing:
+        raise HftaInputError("bound checks need the probe: set probe=True in the attack config")
+    if (model is None) != (tokenizer is None):
+        raise HftaInputError("give both model and tokenizer, or neither")
+    if model is None or tokenizer is None:
+        from empirical.attack import DTYPES
+        from empirical.model import load_model
+
+        model, tokenizer = load_model(
+            config.model, device=config.device, dtype=DTYPES[config.dtype]
+        )
+    capture = IterateCapture()
+    outcome = attack(
+        config,
+        model=model,
+        tokenizer=tokenizer,
+        data=data,
+        evaluation=evaluation,
+        reference=reference,
+        harm_proxy=harm_proxy,
+        capability_proxy=capability_proxy,
+        on_iterate=capture,
+    )
+    trajectory = outcome.trajectory
+    iterates = capture.iterates(trajectory)
+    batch = _probe_batch(config, tokenizer, outcome.model, data, evaluation, reference)
+    landscape = model_landscape(outcome.model, batch, trainable_only=True)
+    constants = measure_constants(
+        trajectory,
+        landscape,
+        iterates,
+        beta_every=beta_every,
+        segment_samples=segment_samples,
+        lanczos_tolerance=lanczos_tolerance,
+        contraction_start=contraction_start,
+    )
+    return MeasuredAttack(
+        trajectory=trajectory,
+        constants=constants,
+        model=outcome.model,
+        iterates=iterates,
+        landscape=landscape,
+    )
