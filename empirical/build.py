@@ -12,8 +12,10 @@ safety-aligned model whose harmful capability is latent):
 Both phases minimise the response cross-entropy (``empirical.text.encode``) with AdamW and
 the toolkit's learning-rate schedule (``empirical.schedules``; by default a linear warm-up over
 5% of the steps, then a cosine decay to zero), on batches drawn from epoch-wise permutations of
-a seeded ``torch.Generator``. With one CPU thread and ``torch.use_deterministic_algorithms(True)``
-the result is the same bytes on every run of the same machine (``hfta build-model --check``).
+a seeded ``torch.Generator``. With one CPU thread, ``torch.use_deterministic_algorithms(True)``
+and the CPU kernels pinned before torch is imported (``empirical.reproducible``: what
+``hfta build-model`` does, in a child process) the result is the same bytes on every x86-64
+machine with the same torch (``hfta build-model --check``).
 
 Scores are the toolkit's exact proxies (``empirical.proxies``), by teacher forcing: an answer
 counts as produced when every one of its tokens, and the closing EOS, is the model's top
@@ -56,7 +58,14 @@ class BuildRecipe(BaseModel):
     threads: int = Field(default=1, ge=1, description="torch intra-op threads while building")
     batch_size: int = Field(default=32, ge=1)
     pretrain_steps: int = Field(default=2000, ge=0)
-    pretrain_lr: float = Field(default=3e-3, gt=0)
+    pretrain_lr: float = Field(
+        default=1e-3,
+        gt=0,
+        description="1e-3: at 3e-3 whether pre-training converged depended on the CPU kernels "
+        "(pinned and AVX-512 builds stalled at loss 0.65, harmless accuracy 0.59-0.64, an AVX2 "
+        "build reached 4e-5); at 1e-3 pinned, AVX2 and AVX-512 builds all reach accuracy 1.0, "
+        "latent harm 1.0 (measured on one AMD EPYC machine, torch 2.13.0)",
+    )
     align_steps: int = Field(default=200, ge=0)
     align_lr: float = Field(default=1e-3, gt=0)
     schedule: ScheduleName = Field(default="cosine", description="empirical.schedules")

@@ -237,3 +237,41 @@ def test_committed_build_used_the_default_recipe() -> None:
     """``hfta build-model`` (defaults) and the committed weights must describe the same build."""
     record = json.loads((EMBEDDED_MODEL_DIR / "build.json").read_text())
     assert record["recipe"] == BuildRecipe().model_dump(mode="json")
+
+
+def test_platform_differences_name_what_decides_the_bytes() -> None:
+    """Fields that decide the bytes are compared; the processor's name and Python are not."""
+    from empirical.reproducible import PINNED_KERNELS, child_environment, platform_differences
+
+    recorded = BuildPlatform(
+        kernels="pinned",
+        cpu_capability="DEFAULT",
+        mkl_cbwr="COMPATIBLE",
+        onednn_max_cpu_isa="SSE41",
+        machine="x86_64",
+        cpu="one processor",
+        python="3.11.7",
+        torch="2.13.0+cpu",
+        transformers="5.24.0",
+        tokenizers="0.23.3",
+    )
+    elsewhere = recorded.model_copy(update={"cpu": "another processor", "python": "3.11.9"})
+    assert platform_differences(recorded, elsewhere) == []
+    other = recorded.model_copy(update={"cpu_capability": "AVX512", "torch": "2.14.0+cpu"})
+    assert platform_differences(recorded, other) == [
+        "cpu_capability DEFAULT -> AVX512",
+        "torch 2.13.0+cpu -> 2.14.0+cpu",
+    ]
+    assert platform_differences(None, recorded) == ["the committed build.json records no platform"]
+    environment = child_environment("pinned")
+    assert all(environment[name] == value for name, value in PINNED_KERNELS.items())
+
+
+def test_the_committed_build_records_a_pinned_platform() -> None:
+    record = json.loads((EMBEDDED_MODEL_DIR / "build.json").read_text())
+    platform = BuildPlatform.model_validate(record["platform"])
+    assert (platform.kernels, platform.cpu_capability, platform.mkl_cbwr) == (
+        "pinned",
+        "DEFAULT",
+        "COMPATIBLE",
+    )
