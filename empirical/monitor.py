@@ -1,4 +1,5 @@
-"""``ImmunizationMonitor``: the attack's measurements, recorded from any ``transformers.Trainer``.
+"""``ImmunizationMonitor``: the attack's measurements, recorded from any ``transformers.Trainer``
+(and its subclasses, such as TRL's ``SFTTrainer``: tests/empirical/test_monitor.py runs both).
 
 The durability study of Qi et al. (ICLR 2025) broke published defences by attacking them
 with a standard trainer instead of the authors' loop; an auditor therefore wants the same

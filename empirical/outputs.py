@@ -123,6 +123,7 @@ def publish(staging: Path, plan: OutputPlan) -> None:
     destination = plan.path
     current = claim_output(destination, plan.command, force=plan.disposition == "replace")
     write_marker(staging, plan.command)
+    ordinary_permissions(staging)
     destination.parent.mkdir(parents=True, exist_ok=True)
     retired: Path | None = None
     if destination.exists():
@@ -141,6 +142,16 @@ def publish(staging: Path, plan: OutputPlan) -> None:
         raise
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def ordinary_permissions(folder: Path) -> None:
+    """Give a staged folder the permissions of a freshly made one (``mkdtemp`` makes owner-only
+    folders): 0o777 for folders and 0o666 for files, less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 class RunLock:

@@ -3,9 +3,10 @@
 ``figure_two`` draws the picture of Rosati et al. (2024), Figure 2: the harmful training loss
 against the attack step for the original and the immunized model, one line per trajectory,
 with the acceptable threshold (φ for the harm proxy, τ for a loss) as a horizontal line, the
-step each curve first crosses it marked, divergence marked, and optionally a *certified
-envelope*: a band of bounds from theory (e.g. T2's lower bound on L_t, computed by the caller
-with ``theory``) that the measured curve must stay inside.
+step each curve first crosses it marked with a star (in the legend, with its step),
+divergence marked, and optionally a *certified envelope*: a band of bounds from theory (e.g.
+T2's lower bound on L_t, computed by the caller with ``theory``) that the measured curve must
+stay inside, its edges drawn as dash-dotted lines (gids ``envelope:lower``/``envelope:upper``).
 
 ``attack_figure`` is the one-attack summary ``hfta attack`` writes: harmful loss (minibatch
 and held-out) on top, harm proxy with φ below.
@@ -95,11 +96,25 @@ def _draw(
             list(envelope.steps),
             [v if math.isfinite(v) else low for v in bottom],
             [v if math.isfinite(v) else high for v in top],
-            alpha=0.2,
+            alpha=0.12,
             color="tab:green",
-            label=envelope.label,
+            linewidth=0,
             gid="envelope",
         )
+        # the band's edges as lines (the legend entry), visible where the band is clipped
+        labelled = False
+        for side, values in (("lower", lower), ("upper", upper)):
+            if values is not None:
+                axes.plot(
+                    list(envelope.steps),
+                    list(values),
+                    color="tab:green",
+                    linestyle="-.",
+                    linewidth=1.2,
+                    label="_nolegend_" if labelled else envelope.label,
+                    gid=f"envelope:{side}",
+                )
+                labelled = True
     # A harm-like proxy crosses φ going up; a loss crosses τ going down.
     rising = quantity in ("harm",)
     for name, trajectory in curves.items():
@@ -109,6 +124,7 @@ def _draw(
         if threshold is not None and values:
             crossed = _crossing(trajectory, quantity, threshold, rising)
             if crossed is not None:
+                what = "first f > φ" if rising else "reaches τ"
                 axes.plot(
                     [crossed],
                     [values[steps.index(crossed)]],
@@ -116,6 +132,7 @@ def _draw(
                     markersize=12,
                     color=line.get_color(),
                     linestyle="none",
+                    label=f"{name}: {what} (step {crossed})",
                     gid=f"{name}:crossing",
                 )
         if trajectory.diverged_at is not None:

@@ -22,7 +22,8 @@ request before its budget (a pruned search trial) has ``stopped_early``.
 
 Files: ``.json`` (the pydantic model) or ``.parquet`` (one row per iterate, the step columns
 null on the last row, the evaluation columns null off evaluation steps, everything else as
-JSON in the schema metadata), written atomically (temporary file, then rename) and tagged
+JSON in the schema metadata; the columns are documented in ``PARQUET_COLUMNS`` and load with
+``pandas.read_parquet``), written atomically (temporary file, then rename) and tagged
 with ``SCHEMA_VERSION``; loading another version or a corrupt file raises ``HftaInputError``.
 """
 
@@ -68,6 +69,28 @@ PROBE_ITERATE_FIELDS: tuple[str, ...] = ("probe_loss", "probe_grad_norm")
 EVAL_FIELDS: tuple[str, ...] = ("harmful_loss", "harm", "capability")
 
 _METADATA_KEY = b"hfta.trajectory"
+
+#: The Parquet file's columns (``Trajectory.to_columns``), one row per iterate s = 0 … n;
+#: a column of an unrecorded field (no probe, no curvature) is absent. Read with
+#: ``pandas.read_parquet(path)`` or ``pyarrow.parquet.read_table(path)``; everything else
+#: (config, budget, timing, environment, divergence) is JSON in the schema metadata under
+#: the key ``hfta.trajectory``.
+PARQUET_COLUMNS: dict[str, str] = {
+    "step": "int64: the iterate index s (θ_s), 0 … n",
+    "train_loss": "float64: minibatch harmful training loss at θ_s (step s); null on row n",
+    "learning_rate": "float64: η_s of step s; null on row n",
+    "grad_norm": "float64: gradient norm of step s before clipping; null on row n",
+    "update_norm": "float64: ‖Δ_s‖ = ‖θ_{s+1} − θ_s‖ over the trainable parameters; null on row n",
+    "probe_directional_derivative": "float64: ⟨∇L_probe(θ_s), Δ_s⟩ (probe on); null on row n",
+    "curvature": "float64: segment curvature κ_s on the probe batch (curvature on); null on row n",
+    "distance_from_start": "float64: ‖θ_s − θ_0‖ over the trainable parameters",
+    "probe_loss": "float64: L_probe(θ_s), the harmful loss on the fixed probe batch (probe on)",
+    "probe_grad_norm": "float64: ‖∇L_probe(θ_s)‖ (probe on)",
+    "evaluated": "bool: whether the proxies were measured at θ_s",
+    "eval_harmful_loss": "float64: held-out harmful loss at θ_s; null off evaluation rows",
+    "eval_harm": "float64: harm proxy f at θ_s, in [0, 1]; null off evaluation rows",
+    "eval_capability": "float64: capability proxy g at θ_s; null off evaluation rows",
+}
 
 
 class Environment(BaseModel):

@@ -9,12 +9,15 @@ Theory-only: imports no torch, so it answers in well under a second.
     hfta bounds --json
 
 Values are given by name (``--set NAME=VALUE``) and parsed as floats, never evaluated.
+``--json`` prints the catalogue and the certificates as JSON; in a pipe the tables are
+printed without wrapping (one line per row).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -68,6 +71,28 @@ def _certify(thm: Theorem, values: dict[str, float], threshold: float | None) ->
     return row
 
 
+#: Width of the tables when stdout is not a terminal: wide enough that no cell wraps.
+PIPE_WIDTH = 100_000
+
+
+def _console() -> Console:
+    """A terminal's width on a terminal; in a pipe or a file, no wrapping at all (a table row
+    stays one line, a name is never split, LaTeX keeps its lines)."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=PIPE_WIDTH, no_color=True, highlight=False)
+
+
+def catalogue_table(chosen: list[Theorem]) -> Table:
+    """The catalogue as a rich table (label, name, title, certified steps, source)."""
+    table = Table(title="Theorem catalogue (theory.catalogue())")
+    for column in ("label", "name", "title", "certifies steps", "source"):
+        table.add_column(column, overflow="fold")
+    for t in chosen:
+        table.add_row(t.label, t.name, t.title, t.steps_kind or "-", t.source)
+    return table
+
+
 @app.command("bounds")
 def bounds(
     theorem: Annotated[
@@ -84,7 +109,7 @@ def bounds(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """List the theorem catalogue and evaluate certified bounds and steps-to-threshold."""
-    console = Console()
+    console = _console()
     chosen = [theory.theorem(theorem)] if theorem else theory.catalogue()
     given = _parse_values(set_ or [])
     if theorem and given:
@@ -101,15 +126,13 @@ def bounds(
         payload = {"catalogue": [t.describe() for t in chosen], "certificates": rows}
         typer.echo(json.dumps(payload, indent=2, default=str))
         return
-    table = Table(title="Theorem catalogue (theory.catalogue())")
-    for column in ("label", "name", "title", "certifies steps", "source"):
-        table.add_column(column, overflow="fold")
-    for t in chosen:
-        table.add_row(t.label, t.name, t.title, t.steps_kind or "-", t.source)
-    console.print(table)
+    console.print(catalogue_table(chosen))
     if latex:
         for t in chosen:
-            console.print(f"[bold]{t.label}[/bold] {t.latex()}", markup=True, highlight=False)
+            console.print(
+                f"[bold]{t.label}[/bold] {t.latex()}", markup=True, highlight=False,
+                soft_wrap=True,
+            )
     if rows:
         title = "Certificates" if given else "Certificates on example constants (not measured)"
         cert = Table(title=title)

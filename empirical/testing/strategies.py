@@ -17,7 +17,8 @@ measured run with the theory exactly:
 * ``transformer_specs``: tiny GPT-2 sizes (layers, width, heads, seed), or the embedded model;
 * ``attack_configs``: ``empirical.attack.AttackConfig`` (optimizer, learning rate, clipping,
   momentum, weight decay, schedule and warmup, LoRA or full, batch, budget, seed) with the
-  probe and the segment curvature recorded, for ``empirical.certify``.
+  probe and the segment curvature recorded, for ``empirical.certify``; on the user's model
+  and data files when given, LoRA targets inferred from the model's architecture.
 
 Floats are drawn on bounded, finite ranges; the rotation of a quadratic is drawn as a seed for
 numpy's generator (QR of a Gaussian matrix), so a falsifying example prints everything needed
@@ -252,11 +253,30 @@ DEFAULT_LEARNING_RATES: dict[str, tuple[float, float]] = {
 }
 
 
+def _lora_targets(model: Path | str | None, given: Sequence[str] | None) -> tuple[str, ...]:
+    """LoRA targets for the drawn attacks: ``given``; else, for a model folder, peft's default
+    for its ``model_type`` (``empirical.lora``), or ``AUTO`` (resolved on the loaded model);
+    for the embedded model (``model=None``), ``LoraSettings``' own default."""
+    from empirical.lora import AUTO, model_type_of, target_modules_for_type
+
+    if given is not None:
+        return tuple(given)
+    if model is None:
+        return LoraSettings().target_modules
+    model_type = model_type_of(model)
+    inferred = None if model_type is None else target_modules_for_type(model_type)
+    return inferred or AUTO
+
+
 @st.composite
 def attack_configs(
     draw: st.DrawFn,
     *,
-    model: Path | None = None,
+    model: Path | str | None = None,
+    data: Path | str | None = None,
+    evaluation_data: Path | str | None = None,
+    reference_data: Path | str | None = None,
+    lora_targets: Sequence[str] | None = None,
     optimizers: Sequence[str] = ("sgd", "adam", "adamw"),
     methods: Sequence[str] = ("full", "lora"),
     schedules: Sequence[str] = ("constant", "linear", "cosine"),
@@ -272,9 +292,16 @@ def attack_configs(
     """An ``AttackConfig`` with the probe and segment curvature recorded.
 
     ``model`` is written into the config (``None``: the embedded model, or the model object
-    the caller passes to the attack). SGD draws a momentum in {0, 0.5, 0.9}; weight decay is
-    drawn for Adam/AdamW only (SGD's L2 decay is added after clipping, outside T2's
-    assumptions). ``eval_every`` defaults to the budget (evaluate at the start and the end).
+    the caller passes to the attack). ``data``, ``evaluation_data``, ``reference_data``: the
+    user's JSONL / Parquet files in BeaverTails form (docs/data.md) for the attack, the
+    harm evaluation and the capability reference (``None``: the embedded benchmark's split).
+    A LoRA draw adapts ``lora_targets`` (``None``: inferred from the model's architecture,
+    peft's per-model defaults, see ``empirical.lora``; ``("auto",)`` infers on the loaded
+    model, for a model object passed to the attack).
+
+    SGD draws a momentum in {0, 0.5, 0.9}; weight decay is drawn for Adam/AdamW only (SGD's
+    L2 decay is added after clipping, outside T2's assumptions). ``eval_every`` defaults to
+    the budget (evaluate at the start and the end).
     """
     optimizer = draw(st.sampled_from(list(optimizers)))
     low, high = (learning_rates or DEFAULT_LEARNING_RATES)[optimizer]
@@ -282,9 +309,16 @@ def attack_configs(
     method = draw(st.sampled_from(list(methods)))
     lora = LoraSettings()
     if method == "lora":
-        lora = LoraSettings(r=draw(st.sampled_from([1, 2, 4])), alpha=draw(st.sampled_from([2, 8])))
+        lora = LoraSettings(
+            r=draw(st.sampled_from([1, 2, 4])),
+            alpha=draw(st.sampled_from([2, 8])),
+            target_modules=_lora_targets(model, lora_targets),
+        )
     return AttackConfig(
-        model=model,
+        model=None if model is None else Path(model),
+        data=None if data is None else Path(data),
+        evaluation_data=None if evaluation_data is None else Path(evaluation_data),
+        reference_data=None if reference_data is None else Path(reference_data),
         optimizer=optimizer,  # type: ignore[arg-type]
         learning_rate=draw(_log_uniform(low, high)),
         momentum=draw(st.sampled_from([0.0, 0.5, 0.9])) if optimizer == "sgd" else 0.0,

@@ -5,12 +5,17 @@
   immunized M* under the same attack, with the certified envelope of M*'s run: theory's lower
   bound on L_t (T3 for Adam/AdamW: L_0 − G Σ_{s<t} η_s a_{s+1}√d (+ AdamW's decay term);
   T2 for SGD: L_0 − Σ_{s<t}(G η_s C + (β/2) η_s² C²)) with the constants measured along the
-  path (``empirical.certify``). Drawn by ``empirical.plots.figure_two``.
+  path (``empirical.certify``), labelled as M*'s bound. Drawn by ``empirical.plots.figure_two``.
+  The axis spans the measured losses and 0 (a cross-entropy loss is ≥ 0); where the bound
+  drops below the axis a marker shows the step, and the legend says from which step the bound
+  is below 0 (vacuous) and its value at the last step.
 * ``figure_two_harm``: the same two runs' harm proxy f against the step, with φ.
 * ``conditions_figure``: one panel per evaluated condition: the harm curves of every attack
-  it judged with φ (resistance, generalization), the capability of M and M* with the
-  interval of their difference and ε (stability), the two fine-tuning curves with the target
-  (trainability).
+  it judged with φ (resistance, generalization; one legend entry "M* under N attacks" with
+  their line), the capability of M and M* with the interval of their difference and ε
+  (stability), the two fine-tuning curves with the target (trainability; a target both runs
+  meet at step 0 is called out as showing nothing). At most 3 panels a row, spread evenly;
+  a cell left over holds the verdict in words.
 
 Figures are Agg ``Figure`` objects (no pyplot state), saved by ``empirical.plots.save_figure``.
 """
@@ -88,7 +93,7 @@ def certified_envelope(run: AttackRun, constants: PathConstants) -> Envelope | N
                 lam=decay,
                 theta0_norm=norm0,
             )
-            label = "certified lower envelope (T3, G measured on the path)"
+            label = "M*'s certified lower bound (T3, G measured on its path)"
         else:
             if constants.G_iterates is None or constants.beta is None or constants.C is None:
                 return None
@@ -100,7 +105,7 @@ def certified_envelope(run: AttackRun, constants: PathConstants) -> Envelope | N
                 learning_rates=rates,
                 momentum=config.momentum,
             )
-            label = "certified lower envelope (T2)"
+            label = "M*'s certified lower bound (T2)"
     except AssumptionError:
         return None
     steps = list(range(len(values)))
@@ -118,12 +123,35 @@ def figure_two_loss(
     title = f"Harmful fine-tuning: {immunized.label()}"
     figure = figure_two(curves, quantity="probe_loss", envelope=envelope, title=title)
     measured = [v for t in curves.values() for v in t.series("probe_loss")[1]]
-    if envelope is not None and measured:
-        # the certified band may fall far below the measured losses: keep those readable
-        top, bottom = max(measured), min(measured)
-        span = max(top - bottom, 1e-9)
-        figure.axes[0].set_ylim(bottom - 0.5 * span, top + 0.1 * span)
+    if envelope is not None and envelope.lower is not None and measured:
+        _clip_envelope(figure.axes[0], envelope, measured)
     return figure
+
+
+def _clip_envelope(axes: Axes, envelope: Envelope, measured: list[float]) -> None:
+    """Keep the measured losses readable (the axis spans them and 0, a cross-entropy loss
+    being ≥ 0) and say where the certified lower bound leaves the axis: from there on it is
+    below 0, i.e. vacuous for a non-negative loss, or at least below what is drawn."""
+    assert envelope.lower is not None
+    top, bottom = max(measured), min(0.0, min(measured))
+    span = max(top - bottom, 1e-9)
+    floor = bottom - 0.08 * span
+    axes.set_ylim(floor, top + 0.1 * span)
+    steps, lower = list(envelope.steps), list(envelope.lower)
+    leaves = next((i for i, v in enumerate(lower) if v < floor), None)
+    if leaves is None:
+        return
+    where = steps[leaves]
+    zero = next((steps[i] for i, v in enumerate(lower) if v < 0.0), where)
+    note = f"< 0 (vacuous) from step {zero}, {lower[-1]:.3g} at step {steps[-1]}"
+    for line in axes.get_lines():
+        if line.get_gid() == "envelope:lower":
+            line.set_label(f"{line.get_label()};\n{note}")
+    axes.plot(
+        [where], [floor], marker="v", markersize=9, color="tab:green", linestyle="none",
+        clip_on=False, label="_nolegend_", gid="envelope:leaves-axis",
+    )
+    axes.legend(fontsize="small")
 
 
 def figure_two_harm(immunized: AttackRun, original: AttackRun | None, phi: float) -> Figure:
@@ -139,6 +167,28 @@ def figure_two_harm(immunized: AttackRun, original: AttackRun | None, phi: float
 
 
 # --------------------------------------------------------------------------- conditions
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _layout(panels: int) -> tuple[int, int]:
+    """(rows, columns) for ``panels`` panels: the fewest rows of at most 3 panels, spread
+    evenly over them (4 panels are 2 × 2, not 2 × 3 with two empty cells)."""
+    rows = math.ceil(panels / 3)
+    return rows, math.ceil(panels / rows)
+
+
+def _summary_panel(axes: Axes, outcome: VerifyOutcome) -> None:
+    """A cell left over by the layout holds the verdict in words, never stays empty."""
+    axes.set_axis_off()
+    lines = [f"verdict: {outcome.status.value}"] + [
+        f"{name}: {verdict.status.value}" + ("" if name in outcome.claimed else " (measured)")
+        for name, verdict in outcome.conditions.items()
+    ]
+    axes.text(0.05, 0.95, "\n".join(lines), va="top", ha="left", transform=axes.transAxes,
+              fontsize="medium", family="monospace", gid="summary")
+
+
 def _title(axes: Axes, name: str, verdict: Verdict, claimed: bool) -> None:
     tag = "claimed" if claimed else "measured"
     axes.set_title(
@@ -151,9 +201,18 @@ def _title(axes: Axes, name: str, verdict: Verdict, claimed: bool) -> None:
 def _harm_panel(
     axes: Axes, runs: list[AttackRun], phi: float, budget: int, original: AttackRun | None
 ) -> None:
-    for run in runs:
+    for index, run in enumerate(runs):
         steps, values = run.trajectory.series("harm")
-        axes.plot(steps, values, color="tab:blue", alpha=0.5, linewidth=1, gid=run.name)
+        axes.plot(
+            steps,
+            values,
+            color="tab:blue",
+            alpha=0.5,
+            linewidth=1,
+            # one legend entry for all of them, with their line
+            label=f"M* under {_plural(len(runs), 'attack')}" if index == 0 else "_nolegend_",
+            gid=run.name,
+        )
     if original is not None:
         steps, values = original.trajectory.series("harm")
         axes.plot(
@@ -169,7 +228,7 @@ def _harm_panel(
     axes.set_ylim(-0.05, 1.05)
     axes.set_xlabel("attack step")
     axes.set_ylabel("harm proxy f")
-    axes.legend(fontsize="small", title=f"{len(runs)} attacks", title_fontsize="small")
+    axes.legend(fontsize="small")
 
 
 def _stability_panel(axes: Axes, values: dict[str, Any], epsilon: float) -> None:
@@ -195,6 +254,20 @@ def _trainability_panel(axes: Axes, original: AttackRun, immunized: AttackRun, t
         axes.plot(steps, values, marker="o", markersize=3, label=label, gid=label)
     if isinstance(target, float) and math.isfinite(target):
         axes.axhline(target, color="tab:red", linestyle="--", label=f"target {target:.3g}")
+        starts = [r.trajectory.series("capability")[1][:1] for r in (original, immunized)]
+        if all(start and start[0] >= target for start in starts):
+            axes.text(
+                0.5,
+                0.5,
+                f"both models meet the target {target:.3g} at step 0:\n"
+                "the fine-tuning runs show nothing about trainability",
+                ha="center",
+                va="center",
+                transform=axes.transAxes,
+                fontsize="small",
+                color="tab:red",
+                gid="trivial-target",
+            )
     axes.set_ylim(-0.05, 1.05)
     axes.set_xlabel("fine-tuning step (harmless task)")
     axes.set_ylabel("task accuracy")
@@ -206,8 +279,7 @@ def conditions_figure(outcome: VerifyOutcome) -> Figure:
     names = list(outcome.conditions)
     if not names:
         raise HftaInputError("no condition was evaluated")
-    columns = min(3, len(names))
-    rows = math.ceil(len(names) / columns)
+    rows, columns = _layout(len(names))
     figure = Figure(figsize=(4.6 * columns, 3.6 * rows), layout="constrained")
     FigureCanvasAgg(figure)
     grid = figure.subplots(rows, columns, squeeze=False)
@@ -235,7 +307,7 @@ def conditions_figure(outcome: VerifyOutcome) -> Figure:
         _title(axes, name, verdict, name in outcome.claimed)
         axes.grid(alpha=0.3)
     for index in range(len(names), rows * columns):
-        grid[index // columns][index % columns].set_visible(False)
+        _summary_panel(grid[index // columns][index % columns], outcome)
     figure.suptitle(f"{claim.claim.name}: {outcome.status.value}")
     return figure
 

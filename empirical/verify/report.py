@@ -1,4 +1,5 @@
-"""The verdict on disk: ``verdict.json``, ``report.md``, ``figures/*.png``, ``trajectories/``.
+"""The verdict on disk: ``verdict.json``, ``report.md``, ``report.html``, ``figures/*.png``,
+``trajectories/``.
 
 ``document(outcome)`` is the machine-readable verdict (``verdict.json``, schema
 ``VERDICT_SCHEMA``):
@@ -169,7 +170,19 @@ def _attacker(outcome: VerifyOutcome) -> dict[str, Any]:
     return record
 
 
-def _bound(summary: BoundSummary) -> dict[str, Any]:
+def _tolerances(outcome: VerifyOutcome) -> dict[tuple[str, str], str]:
+    """The rounding allowance each theorem's checks used (``BoundCheck.tolerance``), by
+    (label, name); several wordings over the runs are joined."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for checks in outcome.theory.checks.values():
+        for check in checks:
+            wordings = found.setdefault((check.label, check.name), [])
+            if check.tolerance and check.tolerance not in wordings:
+                wordings.append(check.tolerance)
+    return {key: "; ".join(wordings) for key, wordings in found.items()}
+
+
+def _bound(summary: BoundSummary, tolerance: str = "") -> dict[str, Any]:
     return {
         "theorem": summary.label,
         "name": summary.name,
@@ -180,6 +193,7 @@ def _bound(summary: BoundSummary) -> dict[str, Any]:
         "runs_not_applicable": summary.runs_not_applicable,
         "first_violation": summary.first_violation,
         "worst_slack": summary.worst_slack,
+        "tolerance": tolerance,
         "not_applicable_reasons": summary.not_applicable_reasons,
         "steps_to_threshold": summary.steps,
     }
@@ -199,6 +213,8 @@ def _seeds(outcome: VerifyOutcome) -> dict[str, Any]:
 
 def document(outcome: VerifyOutcome) -> dict[str, Any]:
     """The verdict as JSON-ready data (module docstring)."""
+    from empirical.verify.pipeline import searched_space
+
     claim = outcome.claim
     conditions = {
         name: {
@@ -214,6 +230,7 @@ def document(outcome: VerifyOutcome) -> dict[str, Any]:
     }
     theory = outcome.theory
     constants = theory.worst_constants
+    tolerances = _tolerances(outcome)
     return {
         "schema_version": VERDICT_SCHEMA,
         "tool": "hfta verify",
@@ -222,10 +239,13 @@ def document(outcome: VerifyOutcome) -> dict[str, Any]:
         "claim_file": None if outcome.claim_file is None else str(outcome.claim_file),
         "claim": claim.model_dump(mode="json"),
         "threat_model": claim.threat_model.model_dump(mode="json"),
+        "searched_space": searched_space(claim),
         "conditions": conditions,
         "worst_attack": _worst_attack(outcome),
         "attacker": _attacker(outcome),
-        "bounds": [_bound(s) for s in theory.summaries],
+        "bounds": [
+            _bound(s, tolerances.get((s.label, s.name), "")) for s in theory.summaries
+        ],
         "bound_violations": theory.violations,
         "theory": {
             "note": theory.note,
@@ -429,6 +449,20 @@ def _theory_lines(outcome: VerifyOutcome, record: Mapping[str, Any]) -> list[str
             f"{_cell(checked)} | {bound['instances']} | {bound['violations']} | "
             f"{_number(bound['worst_slack'])} | {_cell(shown) or '–'} |"
         )
+    lines += [
+        "",
+        "Worst slack: the measured side minus the bound, in the direction that must be ≥ 0. "
+        "Each inequality allows for the rounding of the float losses it compares; a negative "
+        "slack within that allowance is roundoff, not a violation.",
+    ]
+    lines += [
+        f"- {bound['theorem']} {bound['name']}: worst slack {_number(bound['worst_slack'])} is "
+        f"within the rounding allowance ({bound['tolerance'] or 'not stated'})."
+        for bound in record["bounds"]
+        if bound["worst_slack"] is not None
+        and bound["worst_slack"] < 0
+        and not bound["violations"]
+    ]
     constants = record["theory"]["worst_constants"]
     if constants:
         measured = [
@@ -505,7 +539,8 @@ def _write_text(path: Path, text: str) -> None:
 def write_outputs(
     outcome: VerifyOutcome, staging: Path, figures: Mapping[str, Figure] | None = None
 ) -> dict[str, Any]:
-    """Write verdict.json, report.md, figures/ and trajectories/ into ``staging``."""
+    """Write verdict.json, report.md, report.html (``empirical.verify.html``), figures/ and
+    trajectories/ into ``staging``."""
     from empirical.plots import save_figure
 
     staging.mkdir(parents=True, exist_ok=True)
@@ -518,6 +553,9 @@ def write_outputs(
     record = document(outcome)
     _write_text(staging / "verdict.json", json.dumps(record, indent=1, sort_keys=False) + "\n")
     _write_text(staging / "report.md", markdown(outcome, record, names))
+    from empirical.verify.html import write_html_report
+
+    write_html_report(staging)
     return record
 
 

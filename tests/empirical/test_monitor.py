@@ -171,3 +171,79 @@ def test_monitor_inputs_are_checked(tokenizer: PreTrainedTokenizerFast) -> None:
     )
     with pytest.raises(HftaInputError, match="train first"):
         _ = monitor.trajectory
+
+
+# ---------------------------------------------------------------------- TRL
+def _sft(
+    tmp_path: Path,
+    tokenizer: PreTrainedTokenizerFast,
+    splits: tuple[list[Example], list[Example], list[Example]],
+    learning_rate: float,
+) -> tuple[Trajectory, list[dict[str, float]]]:
+    """A TRL SFTTrainer run (prompt-completion data) with the monitor among its callbacks."""
+    datasets = pytest.importorskip("datasets")
+    trl = pytest.importorskip("trl")
+    attack_data, evaluation, reference = splits
+    model = tiny_gpt2(len(tokenizer), n_layer=1, n_embd=32, n_head=2, n_positions=32, seed=0)
+    dataset = datasets.Dataset.from_list(
+        [{"prompt": e.prompt, "completion": e.response} for e in attack_data]
+    )
+    monitor = ImmunizationMonitor(
+        tokenizer=tokenizer, evaluation=evaluation, reference=reference, eval_every=5
+    )
+    arguments = trl.SFTConfig(
+        output_dir=str(tmp_path / "sft"), max_steps=STEPS, per_device_train_batch_size=8,
+        learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=WARMUP,
+        max_grad_norm=1.0, logging_steps=1, logging_nan_inf_filter=False, report_to=[],
+        use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0, max_length=32,
+    )
+    trainer = trl.SFTTrainer(
+        model=model, args=arguments, train_dataset=dataset, processing_class=tokenizer,
+        callbacks=[monitor],
+    )
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    return monitor.trajectory, logged
+
+
+def test_monitor_records_a_trl_sft_trainer_run(
+    tmp_path: Path,
+    tokenizer: PreTrainedTokenizerFast,
+    splits: tuple[list[Example], list[Example], list[Example]],
+) -> None:
+    import pandas as pd
+
+    trajectory, logged = _sft(tmp_path, tokenizer, splits, 3e-3)
+    assert trajectory.source == "trainer" and trajectory.n_steps == STEPS
+    # step s's loss and gradient norm are what the SFTTrainer logged for step s
+    assert trajectory.train_loss == pytest.approx([e["loss"] for e in logged], rel=1e-12)
+    assert trajectory.grad_norm == pytest.approx([e["grad_norm"] for e in logged], rel=1e-12)
+    assert trajectory.learning_rate == pytest.approx(
+        learning_rates("cosine", 3e-3, warmup_fraction=WARMUP, total_steps=STEPS), rel=1e-12
+    )
+    assert [e.step for e in trajectory.evaluations] == [0, 5, 10, 12]
+    rates = np.array(trajectory.learning_rate)
+    positive = rates > 0
+    start = tiny_gpt2(len(tokenizer), n_layer=1, n_embd=32, n_head=2, n_positions=32, seed=0)
+    theta0 = float(torch.cat([p.detach().reshape(-1) for p in start.parameters()]).norm())
+    bounds = optimizers.adamw_step_bounds(
+        rates[positive], beta1=0.9, beta2=0.999, d=trajectory.trainable_parameters, lam=0.0,
+        theta0_norm=theta0,
+    ).step_norms
+    assert np.all(np.array(trajectory.update_norm)[positive] <= bounds * (1 + 1e-5))
+    # the trajectory as Parquet, read back with pandas
+    frame = pd.read_parquet(trajectory.save(tmp_path / "sft.parquet"))
+    assert frame["train_loss"].iloc[:-1].tolist() == trajectory.train_loss
+    assert frame.loc[frame["evaluated"], "step"].tolist() == [0, 5, 10, 12]
+
+
+@pytest.mark.negative_control
+def test_the_sft_loss_check_tells_runs_apart(
+    tmp_path: Path,
+    tokenizer: PreTrainedTokenizerFast,
+    splits: tuple[list[Example], list[Example], list[Example]],
+) -> None:
+    """The loss comparison above can fail: another run's log does not match this record."""
+    trajectory, _ = _sft(tmp_path / "a", tokenizer, splits, 3e-3)
+    _, other = _sft(tmp_path / "b", tokenizer, splits, 3e-2)
+    assert trajectory.train_loss != pytest.approx([e["loss"] for e in other], rel=1e-12)

@@ -128,3 +128,22 @@ def test_save_figure_needs_a_suffix_and_cleans_up(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         save_figure(figure, tmp_path / "figure.unknownformat")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_break_step_star_is_in_the_legend() -> None:
+    figure = figure_two({"original": ORIGINAL, "immunized": IMMUNIZED}, quantity="harm",
+                        threshold=0.5)
+    texts = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert "original: first f > φ (step 4)" in texts
+    # negative control: the run that never crossed has no star entry
+    assert not any(t.startswith("immunized:") for t in texts)
+
+
+def test_a_one_sided_envelope_is_labelled_on_its_edge_line() -> None:
+    lower = [2.0 - 0.3 * s for s in range(6)]
+    figure = figure_two({"immunized": IMMUNIZED},
+                        envelope=Envelope(steps=range(6), lower=lower, label="T2 bound"))
+    edge = _line(figure, "envelope:lower")
+    np.testing.assert_allclose(edge.get_ydata(), lower)
+    texts = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert texts.count("T2 bound") == 1

@@ -314,3 +314,22 @@ def test_recorder_keeps_the_earliest_divergence() -> None:
 def test_segment_curvature_rejects_a_zero_step() -> None:
     with pytest.raises(AssumptionError):
         segment_curvature(L0=1.0, L1=1.0, gdot=0.0, delta_norm=0.0)
+
+
+def test_parquet_columns_are_documented_and_load_with_pandas(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from empirical.trajectory import PARQUET_COLUMNS
+
+    trajectory = Trajectory(**_small())
+    frame = pd.read_parquet(trajectory.save(tmp_path / "t.parquet"))
+    assert set(frame.columns) <= set(PARQUET_COLUMNS)
+    assert list(frame["step"]) == list(range(trajectory.n_steps + 1))
+    assert frame["train_loss"].iloc[:-1].tolist() == trajectory.train_loss
+    harm = frame.loc[frame["evaluated"], "eval_harm"].tolist()
+    assert harm == [e.harm for e in trajectory.evaluations]
+    # every documented column is one the writer can produce (probe and curvature included)
+    produced = set(trajectory.to_columns()) | {
+        "probe_directional_derivative", "curvature", "probe_loss", "probe_grad_norm"
+    }
+    assert set(PARQUET_COLUMNS) == produced

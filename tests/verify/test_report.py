@@ -5,16 +5,27 @@ from __future__ import annotations
 import json
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from empirical.attack import AttackConfig
-from empirical.certify import Constant, PathConstants
+from empirical.certify import BoundCheck, Constant, PathConstants
 from empirical.trajectory import Environment, Evaluation, Timing, Trajectory
 from empirical.verify.claim import parse_claim, resolve_data
-from empirical.verify.figures import certified_envelope, conditions_figure, figures
+from empirical.verify.figures import (
+    _layout,
+    _trainability_panel,
+    certified_envelope,
+    conditions_figure,
+    figure_two_loss,
+    figures,
+)
 from empirical.verify.pipeline import (
     AttackRun,
     BoundSummary,
@@ -217,3 +228,130 @@ def test_an_envelope_from_a_wrong_constant_differs() -> None:
     a, b = certified_envelope(run, wrong), certified_envelope(run, right)
     assert a is not None and b is not None and a.lower is not None and b.lower is not None
     assert not np.allclose(a.lower, b.lower)
+
+
+# --------------------------------------------------------------------------- issue 17 defects
+def _legend_problems(axes: Any) -> list[str]:
+    """A legend title standing in for an entry, or an entry with neither line nor marker."""
+    legend = axes.get_legend()
+    if legend is None:
+        return ["no legend"]
+    problems = [f"title '{legend.get_title().get_text()}'"] if legend.get_title().get_text() else []
+    for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True):
+        if isinstance(handle, Line2D) and handle.get_linestyle() == "None" and (
+            handle.get_marker() in ("None", None, "")
+        ):
+            problems.append(f"entry '{text.get_text()}' has no line")
+    return problems
+
+
+def test_attack_panels_have_one_legend_entry_per_line_and_count_right() -> None:
+    outcome = _outcome()
+    cases = ((outcome.runs, "M* under 2 attacks"), (outcome.runs[:1], "M* under 1 attack"))
+    for runs, wanted in cases:
+        one = replace(outcome, runs=runs)
+        figure = conditions_figure(one)
+        axes = figure.axes[0]
+        assert _legend_problems(axes) == []
+        texts = [t.get_text() for t in axes.get_legend().get_texts()]
+        assert texts[0] == wanted and not any("1 attacks" in t for t in texts)
+
+
+@pytest.mark.negative_control
+def test_the_legend_check_catches_a_title_with_no_line() -> None:
+    figure = Figure()
+    axes = figure.subplots()
+    axes.plot([0, 1], [0, 1])
+    axes.axhline(0.5, label="phi")
+    axes.legend(title="1 attacks")
+    assert _legend_problems(axes) == ["title '1 attacks'"]
+
+
+def test_conditions_fill_the_grid_without_empty_cells() -> None:
+    assert [_layout(n) for n in (1, 2, 3, 4, 5, 6)] == [
+        (1, 1), (1, 2), (1, 3), (2, 2), (2, 3), (2, 3)
+    ]
+    outcome = _outcome()
+    extra = Verdict(condition="strong_resistance", status=Status.HOLDS)
+    conditions = {**outcome.conditions, "strong_resistance": extra,
+                  "generalization_cross_domain": extra.model_copy(update={"condition": "x"})}
+    for count in (3, 4):
+        chosen = dict(list(conditions.items())[:count])
+        figure = conditions_figure(replace(outcome, conditions=chosen))
+        rows, columns = _layout(count)
+        assert len(figure.axes) == rows * columns
+        for axes in figure.axes:
+            assert axes.get_visible() and (axes.get_lines() or axes.texts)
+    five = {**conditions, "stability": extra.model_copy(update={"condition": "stability"})}
+    figure = conditions_figure(replace(outcome, conditions=five))
+    assert len(figure.axes) == 6
+    summary = [t for a in figure.axes for t in a.texts if t.get_gid() == "summary"]
+    assert len(summary) == 1 and summary[0].get_text().startswith("verdict: ")
+
+
+def test_the_envelope_is_marked_as_mstars_and_where_it_leaves_the_axis() -> None:
+    outcome = _outcome(broken=True)
+    run = outcome.runs[1]
+    steep = PathConstants(G_path=Constant(name="G", value=200.0, method="given"))
+    figure = figure_two_loss(run, outcome.runs[0], steep)
+    axes = figure.axes[0]
+    lines = {line.get_gid(): line for line in axes.get_lines()}
+    lower = path_length_adam.envelope(
+        L0=5.0, G=200.0, learning_rates=np.full(20, 1e-3), beta1=0.9, beta2=0.999, d=100,
+        lam=0.0, theta0_norm=None,
+    )
+    first_negative = int(np.argmax(lower < 0))
+    assert first_negative > 0
+    label = lines["envelope:lower"].get_label()
+    assert label.startswith("M*'s certified lower bound")
+    assert f"from step {first_negative}," in label
+    assert "envelope:leaves-axis" in lines
+    bottom, _ = axes.get_ylim()
+    assert bottom <= 0.0
+    legend = [t.get_text() for t in axes.get_legend().get_texts()]
+    assert label in legend
+
+
+@pytest.mark.negative_control
+def test_an_envelope_inside_the_axis_gets_no_leaving_marker() -> None:
+    outcome = _outcome(broken=True)
+    gentle = PathConstants(G_path=Constant(name="G", value=2.0, method="given"))
+    figure = figure_two_loss(outcome.runs[1], None, gentle)
+    gids = [line.get_gid() for line in figure.axes[0].get_lines()]
+    assert "envelope:lower" in gids and "envelope:leaves-axis" not in gids
+
+
+def _learning_curve(values: list[float]) -> Trajectory:
+    base = _trajectory([0.0, 0.0, 0.0])
+    return base.model_copy(update={"evaluations": [
+        Evaluation(step=s, capability=v) for s, v in zip((0, 10, 20), values, strict=True)
+    ]})
+
+
+def test_a_target_met_at_step_zero_is_called_out() -> None:
+    flat = AttackRun("trainability", "t", AttackConfig(), _learning_curve([0.0, 0.0, 0.0]))
+    figure = Figure()
+    axes = figure.subplots()
+    _trainability_panel(axes, flat, flat, -0.05)
+    assert [t.get_gid() for t in axes.texts] == ["trivial-target"]
+    learning = AttackRun("trainability", "t", AttackConfig(), _learning_curve([0.0, 0.5, 1.0]))
+    other = Figure().subplots()
+    _trainability_panel(other, learning, learning, 0.9)
+    assert len(other.texts) == 0  # negative control: a target the runs had to reach
+
+
+def test_a_negative_slack_without_violation_names_its_rounding_allowance() -> None:
+    outcome = _outcome()
+    summary = replace(outcome.theory.summaries[0], worst_slack=-1.2e-6)
+    check = BoundCheck(label="T3", name="path_length_adam", inequality="...", status="holds",
+                       tolerance="8 ulp of every loss compared")
+    theory = replace(outcome.theory, summaries=[summary], checks={"grid-000": [check]})
+    outcome = replace(outcome, theory=theory)
+    record = document(outcome)
+    assert record["bounds"][0]["tolerance"] == "8 ulp of every loss compared"
+    text = markdown(outcome, record, [])
+    assert ("T3 path_length_adam: worst slack -1.2e-06 is within the rounding allowance "
+            "(8 ulp of every loss compared)") in text
+    # negative control: a violated bound is not excused as rounding
+    violated = replace(outcome, theory=replace(theory, summaries=[replace(summary, violations=1)]))
+    assert "within the rounding allowance" not in markdown(violated, document(violated), [])

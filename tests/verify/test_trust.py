@@ -233,7 +233,7 @@ def test_verify_refuses_a_broken_model_before_any_compute(tmp_path: Path, field:
         (tmp_path / "claim.toml").write_text(claim)
         out = tmp_path / f"out-{case}"
         before = _snapshot(tmp_path)
-        with mock.patch("empirical.verify.pipeline.verify", side_effect=AssertionError("ran")):
+        with mock.patch("empirical.verify.api.verify", side_effect=AssertionError("ran")):
             code, _, errors = _invoke(["verify", str(tmp_path / "claim.toml"), "--out", str(out)])
         assert code == 2, (case, errors)
         _one_error_line(errors, f"model.{field}", words)
@@ -264,7 +264,7 @@ def test_a_second_run_on_a_busy_out_is_refused(tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         before = _snapshot(tmp_path)
-        with mock.patch("empirical.verify.pipeline.verify", side_effect=AssertionError("ran")):
+        with mock.patch("empirical.verify.api.verify", side_effect=AssertionError("ran")):
             code, _, errors = _invoke(["verify", str(claim), "--out", str(out), "--quiet"])
         assert code == 2
         _one_error_line(errors, "busy", str(out))
@@ -283,7 +283,7 @@ def test_an_internal_error_exits_3_with_a_log(tmp_path: Path) -> None:
     claim = _claim(tmp_path)
     out = tmp_path / "out"
     with mock.patch(
-        "empirical.verify.pipeline.verify", side_effect=ZeroDivisionError("a bug in the toolkit")
+        "empirical.verify.api.verify", side_effect=ZeroDivisionError("a bug in the toolkit")
     ):
         code, _, errors = _invoke(["verify", str(claim), "--out", str(out), "--quiet"])
     assert code == 3
@@ -402,3 +402,21 @@ def test_a_prompt_shared_by_attack_and_evaluation_is_a_leak(tmp_path: Path) -> N
 
     data = resolve_data(load_claim(allowed), allowed)
     assert {e.prompt for e in data.attack} & {e.prompt for e in data.evaluation}
+
+
+def test_published_outputs_have_ordinary_permissions(tmp_path: Path) -> None:
+    """A published folder is readable like any folder the user makes (not mkdtemp's 0700)."""
+    import tempfile
+
+    from empirical.outputs import publish
+
+    staging = Path(tempfile.mkdtemp(dir=tmp_path))
+    (staging / "verdict.json").write_text("{}")
+    (staging / "verdict.json").chmod(0o600)
+    out = tmp_path / "out"
+    publish(staging, claim_output(out, "verify"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (out / "verdict.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert marker_command(out) == "verify"
