@@ -5,6 +5,13 @@
     hfta immunize --defence vaccine --set rho=4 --steps 100 --seed 1 --out runs/vaccine
     hfta immunize --defence tar --model path/to/hf-model --data beavertails.jsonl \\
         --refusal "I cannot help with that." --out runs/tar
+    hfta immunize --defence condition-number --sklearn digits:0-1:2-3 --out runs/cn
+    hfta immunize --defence condition-number --pair pair.npz --set variant=project --out runs/cn
+
+With ``--pair`` or ``--sklearn`` the condition-number defence runs on a linear task pair
+(``empirical.linear``; docs/condition_number.md) and writes ``OUT/report.json`` (RIR under both
+κ rules, gradient-descent steps before/after on both tasks with T5's predictions, the verdict)
+and ``OUT/extractor.npz``; see ``immunize_linear_pair``.
 
 Writes ``OUT/model`` (safetensors and tokenizer, ``empirical.model.save_model``) and
 ``OUT/record.json`` (``empirical.defences.DefenceRecord``: hyperparameters, data fingerprints,
@@ -21,17 +28,29 @@ code 2, before anything is trained or written.
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from empirical.cli import app
 from theory.errors import HftaInputError
+
+if TYPE_CHECKING:
+    from empirical.linear import (
+        ConditionNumberReport,
+        JudgeConfig,
+        LinearImmunization,
+        LinearImmunizationConfig,
+        LinearTaskPair,
+    )
+    from empirical.linear.training import Progress
+    from empirical.outputs import OutputPlan
 
 
 def parse_settings(settings: list[str]) -> dict[str, Any]:
@@ -57,35 +76,42 @@ def parse_settings(settings: list[str]) -> dict[str, Any]:
     return values
 
 
-def _check_output(out: Path) -> Path:
-    out = out.resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise HftaInputError(f"{out}: already exists and is not an empty directory")
-    return out
+def _check_output(out: Path, force: bool) -> OutputPlan:
+    """What may happen to ``--out`` (``empirical.outputs.claim_output``): created, or replacing
+    a previous ``hfta immunize`` output (said on stderr); anything else refused unless
+    ``--force``."""
+    from empirical.outputs import claim_output
+
+    plan = claim_output(out.resolve(), "immunize", force=force)
+    notice = plan.notice()
+    if notice is not None:
+        sys.stderr.write(f"hfta: {notice}\n")
+    return plan
 
 
-def _write(out: Path, result: Any, tokenizer: Any) -> None:
-    """Stage ``model/`` and ``record.json`` next to ``out``, then rename the stage to ``out``."""
+def _publish(staging: Path, plan: OutputPlan) -> None:
+    from empirical.outputs import publish
+
+    try:
+        publish(staging, plan)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write(plan: OutputPlan, result: Any, tokenizer: Any) -> None:
+    """Stage ``model/`` and ``record.json`` next to ``plan.path``, then publish the stage."""
     from empirical.model import save_model
 
+    out = plan.path
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         save_model(result.model, tokenizer, staging / "model")
         result.record.save(staging / "record.json")
-        staging.chmod(0o777 & ~_umask())
-        if out.is_dir():
-            out.rmdir()
-        os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+    _publish(staging, plan)
 
 
 @app.command("immunize")
@@ -123,14 +149,38 @@ def immunize_command(
     threads: Annotated[
         int, typer.Option(help="torch CPU threads (tiny models run fastest on one).")
     ] = 1,
-    out: Annotated[Path | None, typer.Option(help="Output directory (must not exist).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output directory (new, empty, or a previous immunize output)."),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace an existing --out that is not an immunize output."),
+    ] = False,
+    describe: Annotated[
+        bool, typer.Option("--describe", help="With --list: add each defence's description.")
+    ] = False,
+    pair: Annotated[
+        Path | None,
+        typer.Option(
+            help="condition-number only: a linear task pair, .npz or .csv "
+            "(docs/condition_number.md)."
+        ),
+    ] = None,
+    sklearn: Annotated[
+        str | None,
+        typer.Option(
+            help="condition-number only: a bundled scikit-learn pair, digits:a-b:c-d or "
+            "diabetes:COLUMN."
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No progress bar (linear condition-number runs).")
+    ] = False,
 ) -> None:
     """Immunize a model with a defence of the literature."""
-    from empirical.defences import registry
-
     if list_defences:
-        for name in registry.names():
-            typer.echo(name)
+        _list_defences(describe)
         return
     if defence is None:
         raise HftaInputError("give --defence NAME (see hfta immunize --list)")
@@ -138,6 +188,27 @@ def immunize_command(
         raise HftaInputError("give --out DIR")
     if threads < 1:
         raise HftaInputError(f"--threads must be at least 1, got {threads}")
+    if pair is not None or sklearn is not None:
+        if defence != "condition-number":
+            raise HftaInputError("--pair and --sklearn go with --defence condition-number")
+        for flag, given in (("--model", model), ("--data", data), ("--refusal", refusal)):
+            if given is not None:
+                raise HftaInputError(f"{flag} does not apply to a linear task pair")
+        if steps is not None:
+            raise HftaInputError("a linear task pair trains for epochs: use --set epochs=N")
+        immunize_linear_pair(
+            pair_file=pair,
+            sklearn=sklearn,
+            settings=settings or [],
+            seed=seed,
+            threads=threads,
+            quiet=quiet,
+            out=out,
+            force=force,
+        )
+        return
+    from empirical.defences import registry
+
     chosen = registry.get(defence)
     values = parse_settings(settings or [])
     for option, value in (("steps", steps), ("seed", seed)):
@@ -146,7 +217,12 @@ def immunize_command(
                 raise HftaInputError(f"--{option} and --set {option}= both given")
             values[option] = value
     config = chosen.configure(**values)
-    target = _check_output(out)
+    if model is not None:
+        from empirical.model import check_model_directory
+
+        check_model_directory(model, "--model")
+    plan = _check_output(out, force)
+    target = plan.path
 
     import torch
     from transformers.utils import logging as transformers_logging
@@ -172,7 +248,7 @@ def immunize_command(
             "scores_after": after,
         }
     )
-    _write(target, result, tokenizer)
+    _write(plan, result, tokenizer)
     _summary(result.record, target)
 
 
@@ -203,3 +279,140 @@ def _summary(record: Any, out: Path) -> None:
                 highlight=False,
             )
     console.print(f"wrote {out}/model and {out}/record.json", highlight=False)
+
+
+# --------------------------------------------------------------------------- --list
+def _list_defences(describe: bool) -> None:
+    """One defence name per line (``--describe``: name, two spaces, description); imports no
+    defence module (``empirical.defences.registry`` is lazy)."""
+    from empirical.defences import registry
+
+    if describe:
+        described = registry.descriptions()
+        width = max(len(name) for name in described)
+        for name, text in described.items():
+            typer.echo(f"{name.ljust(width)}  {text}")
+        return
+    for name in registry.names():
+        typer.echo(name)
+
+
+# --------------------------------------------------------------------------- linear task pairs
+def immunize_linear_pair(
+    *,
+    pair_file: Path | None,
+    sklearn: str | None,
+    settings: list[str],
+    seed: int | None,
+    threads: int,
+    quiet: bool,
+    out: Path,
+    force: bool = False,
+) -> None:
+    """``hfta immunize --defence condition-number --pair FILE | --sklearn SPEC --out DIR``.
+
+    Everything is checked before training (the pair is read, the hyperparameters validated,
+    ``OUT`` checked); then ``empirical.linear.immunize_linear`` trains (a rich progress bar on a
+    terminal, none with ``--quiet`` or when stderr is not a terminal),
+    ``judge_immunization`` judges, and ``OUT/report.json`` (``ConditionNumberReport``) and
+    ``OUT/extractor.npz`` (``theta``, ``bias``, ``head``) are staged and renamed into place.
+    ``--set`` takes the fields of ``LinearImmunizationConfig`` (``variant=paper|project``
+    picks the preset) and of ``JudgeConfig``. Imports neither transformers nor peft.
+    """
+    from empirical.linear import JudgeConfig, bundled_pair, configure, load_pair
+
+    if (pair_file is None) == (sklearn is None):
+        raise HftaInputError("give exactly one of --pair FILE and --sklearn SPEC")
+    values = parse_settings(settings)
+    if seed is not None:
+        if "seed" in values:
+            raise HftaInputError("--seed and --set seed= both given")
+        values["seed"] = seed
+    judge_fields = set(JudgeConfig.model_fields)
+    judge_values = {k: values.pop(k) for k in list(values) if k in judge_fields}
+    variant = values.pop("variant", "paper")
+    config = configure(str(variant), **values)
+    judge = _judge_config(judge_values)
+    task_pair = load_pair(pair_file) if pair_file is not None else bundled_pair(str(sklearn))
+    from empirical.linear.training import steps_per_epoch
+
+    total_steps = steps_per_epoch(task_pair, config.batch_size) * config.epochs  # checks batch
+    plan = _check_output(out, force)
+    target = plan.path
+
+    import torch
+
+    from empirical.linear import immunize_linear, judge_immunization
+
+    torch.set_num_threads(threads)
+    result = _train_with_progress(task_pair, config, quiet, immunize_linear, total_steps)
+    report = judge_immunization(task_pair, result, judge)
+    _write_linear(plan, report, result)
+    console = Console(soft_wrap=True)
+    for line in report.summary_lines():
+        console.print(line, highlight=False, markup=False)
+    console.print(f"wrote {target}/report.json and {target}/extractor.npz", highlight=False)
+
+
+def _judge_config(values: dict[str, Any]) -> JudgeConfig:
+    from pydantic import ValidationError
+
+    from empirical.linear import JudgeConfig
+
+    try:
+        return JudgeConfig(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "judge"
+        raise HftaInputError(f"{where}: {first.get('msg', 'invalid value')}") from None
+
+
+def _train_with_progress(
+    pair: LinearTaskPair,
+    config: LinearImmunizationConfig,
+    quiet: bool,
+    train: Callable[
+        [LinearTaskPair, LinearImmunizationConfig, Progress | None], LinearImmunization
+    ],
+    total: int,
+) -> LinearImmunization:
+    """Run ``train(pair, config, progress)`` with a rich bar on stderr when it is a terminal."""
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+        return train(pair, config, None)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("immunizing"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("train", total=total)
+
+        def progress(done: int, steps: int) -> None:
+            bar.update(task, completed=done, total=steps)
+
+        return train(pair, config, progress)
+
+
+def _write_linear(
+    plan: OutputPlan, report: ConditionNumberReport, result: LinearImmunization
+) -> None:
+    """Stage ``report.json`` and ``extractor.npz`` next to ``plan.path``, then publish."""
+    import numpy as np
+
+    out = plan.path
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (staging / "report.json").write_text(report.model_dump_json(indent=2) + "\n")
+        np.savez(
+            staging / "extractor.npz", theta=result.extractor, bias=result.bias, head=result.head
+        )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _publish(staging, plan)

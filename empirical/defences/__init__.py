@@ -18,22 +18,59 @@ Each defence is a ``Defence`` subclass (``empirical.defences.base``) with a froz
     result = defence.apply(model, tokenizer, DefenceData.from_benchmark(),
                            defence.configure(steps=100))
     result.model, result.record
+
+The classes are imported on first use (PEP 562), so that listing the defences
+(``names()``, ``descriptions()``: ``hfta immunize --list``) imports neither torch nor
+transformers.
 """
 
 from __future__ import annotations
 
-from empirical.defences.base import (
-    Defence,
-    DefenceBatch,
-    DefenceConfig,
-    LossDefence,
-    StepOutcome,
-    Term,
-    TrainingState,
-)
-from empirical.defences.data import DefenceData, SplitFingerprint
-from empirical.defences.record import DefenceRecord, DefenceResult, ModelScores, StepRecord
-from empirical.defences.registry import get, names, register
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from empirical.defences.registry import descriptions, get, names, register
+
+if TYPE_CHECKING:
+    from empirical.defences.base import (
+        Defence,
+        DefenceBatch,
+        DefenceConfig,
+        LossDefence,
+        StepOutcome,
+        Term,
+        TrainingState,
+    )
+    from empirical.defences.data import DefenceData, SplitFingerprint
+    from empirical.defences.record import DefenceRecord, DefenceResult, ModelScores, StepRecord
+
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "Defence",
+            "DefenceBatch",
+            "DefenceConfig",
+            "LossDefence",
+            "StepOutcome",
+            "Term",
+            "TrainingState",
+        ],
+        "base",
+    ),
+    **dict.fromkeys(["DefenceData", "SplitFingerprint"], "data"),
+    **dict.fromkeys(["DefenceRecord", "DefenceResult", "ModelScores", "StepRecord"], "record"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name`` from its module on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'empirical.defences' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"empirical.defences.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Defence",
@@ -49,6 +86,7 @@ __all__ = [
     "StepRecord",
     "Term",
     "TrainingState",
+    "descriptions",
     "get",
     "names",
     "register",

@@ -11,20 +11,28 @@ from hypothesis import strategies as st
 
 from theory.errors import AssumptionError
 from theory.quadratic import (
+    PAPER_SHIFT,
     FloatArray,
     ModalQuadratic,
+    SlowdownVerdict,
+    Verdict,
     condition_number,
     feature_hessian,
     first_step_at_or_below,
     ill_conditioning_regularizer,
+    immunization_ratio_of_grams,
     iterate_at_step,
     least_squares_loss,
     least_squares_quadratic,
     loss_at_step,
     mode_coefficients,
+    nonzero_singular_values,
     quadratic_loss,
     relative_immunization_ratio,
+    relative_loss_increase,
+    rules_disagree,
     singular_values,
+    slowdown_verdict,
     spectral_decomposition,
     top_singular_vector_angle,
     well_conditioning_regularizer,
@@ -303,3 +311,165 @@ def test_top_singular_vector_angle_recovers_a_rotation(angle: float) -> None:
 def test_top_singular_vector_angle_needs_a_simple_top_value() -> None:
     with pytest.raises(AssumptionError, match="top_singular_value_simple"):
         top_singular_vector_angle(np.eye(2), np.diag([2.0, 1.0]))
+
+
+# --------------------------------------------------------------------------- R_ill as the paper
+def test_ill_conditioning_regularizer_uses_rank_and_smallest_nonzero_value() -> None:
+    """Zheng et al.'s Eq. (12) on diag(4, 1, 0): k = rank = 2, ‖S‖_F² = 16 + 1 = 17,
+    σ_min = 1 (the smallest *nonzero*), so R_ill = 1/(17/4 − 1/2) = 1/3.75 = 4/15 ≈ 0.2667.
+    Counting the zero (k = 3, σ_min = 0) would give 1/(17/6) = 6/17 ≈ 0.3529."""
+    matrix = np.diag([4.0, 1.0, 0.0])
+    assert ill_conditioning_regularizer(matrix) == pytest.approx(4.0 / 15.0, rel=1e-12)
+    assert ill_conditioning_regularizer(matrix, rule="paper") == pytest.approx(4.0 / 15.0)
+    rotated = psd([4.0, 1.0, 0.0], seed=7)  # the same spectrum, not diagonal
+    assert ill_conditioning_regularizer(rotated) == pytest.approx(4.0 / 15.0, rel=1e-9)
+    # The code's divisor (k = D = 3, σ_min still the smallest nonzero): 1/(17/6 − 1/2) = 3/7.
+    assert ill_conditioning_regularizer(matrix, divisor="dimension") == pytest.approx(3.0 / 7.0)
+    assert ill_conditioning_regularizer(matrix) != pytest.approx(6.0 / 17.0)
+
+
+def _rank_deficient_property(regularizer: object) -> bool:
+    """Appending zero singular values (a rank-deficient S) leaves Eq. (12) unchanged."""
+    assert callable(regularizer)
+    full = float(regularizer(np.diag([5.0, 2.0, 1.0])))
+    padded = float(regularizer(np.diag([5.0, 2.0, 1.0, 0.0, 0.0])))
+    return bool(full == pytest.approx(padded, rel=1e-12))
+
+
+def test_ill_conditioning_regularizer_ignores_zero_singular_values() -> None:
+    assert _rank_deficient_property(ill_conditioning_regularizer)
+
+
+@pytest.mark.negative_control
+def test_rank_deficient_property_catches_the_all_values_formula() -> None:
+    """The formula this module had before (k = all singular values, σ_min possibly 0)."""
+
+    def all_values(matrix: FloatArray) -> float:
+        sigma = singular_values(matrix)
+        return float(1.0 / (np.mean(sigma**2) / 2.0 - sigma[-1] ** 2 / 2.0))
+
+    assert all_values(np.diag([4.0, 1.0, 0.0])) == pytest.approx(6.0 / 17.0)
+    assert not _rank_deficient_property(all_values)
+
+
+def test_ill_conditioning_regularizer_of_zero_is_undefined() -> None:
+    with pytest.raises(AssumptionError, match="matrix_nonzero"):
+        ill_conditioning_regularizer(np.zeros((3, 3)))
+
+
+# --------------------------------------------------------------------------- κ rules
+def test_paper_rule_is_an_absolute_cutoff() -> None:
+    """diag(4, 1, 1e-16): the relative tolerance (3·ε·4 ≈ 2.7e-15) drops 1e-16, κ = 4; the
+    paper's rule keeps it (1e-16 + 1e-6 > 1e-6 in float64): κ = (4 + δ)/(1e-16 + δ) ≈ 4e6."""
+    matrix = np.diag([4.0, 1.0, 1e-16])
+    assert condition_number(matrix) == pytest.approx(4.0)
+    expected = (4.0 + PAPER_SHIFT) / (1e-16 + PAPER_SHIFT)
+    assert condition_number(matrix, rule="paper") == pytest.approx(expected, rel=1e-9)
+    # A rounding eigenvalue of the other sign is dropped by both.
+    negative = np.diag([4.0, 1.0, -1e-16])
+    assert condition_number(negative, rule="paper") == pytest.approx(4.0, rel=1e-5)
+    assert nonzero_singular_values(matrix, "paper").size == 3
+    assert nonzero_singular_values(matrix, "pinv").size == 2
+
+
+def test_paper_rule_is_not_scale_invariant_and_pinv_is() -> None:
+    matrix = np.diag([1.0, 1e-7])
+    assert condition_number(1e6 * matrix) == pytest.approx(condition_number(matrix))
+    assert condition_number(matrix, rule="paper") == pytest.approx((1 + 1e-6) / 1.1e-6)
+    assert condition_number(1e6 * matrix, rule="paper") == pytest.approx(1e7, rel=1e-5)
+
+
+@given(st.lists(st.floats(min_value=0.01, max_value=100.0), min_size=2, max_size=6), seeds)
+def test_rules_agree_on_well_separated_spectra(values: list[float], seed: int) -> None:
+    """With every eigenvalue ≥ 0.01 ≫ δ the two rules differ by at most a factor 1 + δ/0.01."""
+    hessian = psd(values, seed)
+    assert condition_number(hessian, rule="paper") == pytest.approx(
+        condition_number(hessian), rel=2e-4
+    )
+
+
+def test_unknown_rule_and_nonsymmetric_paper_rule_are_refused() -> None:
+    with pytest.raises(AssumptionError, match="kappa_rule_known"):
+        condition_number(np.eye(2), rule="other")  # type: ignore[arg-type]
+    with pytest.raises(AssumptionError, match="matrix_symmetric"):
+        condition_number(np.array([[1.0, 2.0], [0.0, 1.0]]), rule="paper")
+
+
+def test_ratio_of_grams_is_rir() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(2, 9, 4))
+    harmful, pretraining = a.T @ a, b.T @ b
+    theta = rng.normal(size=(4, 4))
+    for rule in ("pinv", "paper"):
+        assert immunization_ratio_of_grams(
+            harmful_before=harmful,
+            harmful_after=theta.T @ harmful @ theta,
+            pretraining_before=pretraining,
+            pretraining_after=theta.T @ pretraining @ theta,
+            rule=rule,
+        ) == pytest.approx(relative_immunization_ratio(theta, harmful, pretraining, rule=rule))
+
+
+def test_rules_disagree() -> None:
+    assert not rules_disagree({"pinv": 10.0, "paper": 19.9})
+    assert rules_disagree({"pinv": 10.0, "paper": 20.1})
+    assert rules_disagree({"pinv": 10.0, "paper": math.inf})
+    assert not rules_disagree({})
+
+
+# --------------------------------------------------------------------------- verdict
+def test_relative_loss_increase() -> None:
+    assert relative_loss_increase(1.0, 1.5, 3.0) == pytest.approx(0.25)
+    assert relative_loss_increase(1.0, 0.5, 3.0) == pytest.approx(-0.25)
+    assert relative_loss_increase(1.0, 1.0, 1.0) == 0.0
+    assert relative_loss_increase(1.0, 2.0, 1.0) == math.inf
+
+
+MISLEADING = {  # RIR 12.5 and the harmful task faster: digits:0-1:2-3, project variant
+    "rir": 12.5,
+    "harmful_steps_before": 683.0,
+    "harmful_steps_after": 579.0,
+    "useful_loss_increase": 0.0,
+    "useful_steps_before": 186.0,
+    "useful_steps_after": 10.0,
+}
+
+
+def _check_verdict(judge: object) -> None:
+    """RIR ≫ 1 with a faster harmful task is "not immunized"; a 10x slowdown with the useful
+    loss kept is "immunized"; a lost useful task is "not immunized"."""
+    assert callable(judge)
+    assert judge(**MISLEADING).label == "not immunized"
+    slowed = {**MISLEADING, "rir": 1.5, "harmful_steps_after": 6830.0}
+    assert judge(**slowed).label == "immunized"
+    unstable = {**slowed, "useful_loss_increase": 0.5}
+    assert judge(**unstable).label == "not immunized"
+
+
+def test_slowdown_verdict() -> None:
+    _check_verdict(slowdown_verdict)
+    verdict = slowdown_verdict(**MISLEADING)
+    assert verdict.rir_misleading and not verdict.resistance and verdict.trainability
+    assert verdict.slowdown == pytest.approx(579 / 683)
+    assert any("FASTER" in reason for reason in verdict.reasons)
+    never = slowdown_verdict(**{**MISLEADING, "harmful_steps_after": math.inf})
+    assert never.label == "immunized" and never.slowdown == math.inf
+    inconclusive = slowdown_verdict(**{**MISLEADING, "harmful_steps_before": math.inf})
+    assert inconclusive.label == "inconclusive" and math.isnan(inconclusive.slowdown)
+    slow_useful = slowdown_verdict(**{**MISLEADING, "useful_steps_after": 400.0})
+    assert not slow_useful.trainability
+    with pytest.raises(AssumptionError, match="min_slowdown"):
+        slowdown_verdict(**MISLEADING, min_slowdown=0.5)
+
+
+@pytest.mark.negative_control
+def test_verdict_check_catches_an_rir_only_judge() -> None:
+    """Judging by RIR alone (the paper's reading: RIR ≫ 1 means immunized) fails the check."""
+
+    def rir_only(**values: float) -> SlowdownVerdict:
+        immunized = values["rir"] >= 10.0
+        label: Verdict = "immunized" if immunized else "not immunized"
+        return SlowdownVerdict(label, 1.0, immunized, True, True, False, ())
+
+    with pytest.raises(AssertionError):
+        _check_verdict(rir_only)

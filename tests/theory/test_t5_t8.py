@@ -410,3 +410,59 @@ def test_t5_accepts_its_parameter_names_with_scalars() -> None:
     assert T5.evaluate(**values) == T5.evaluate(eta=0.5, t=3, eigenvalues=[1.0], coefficients=[2.0])
     assert T5.evaluate(**values) == pytest.approx(0.5 * 1.0 * 0.5**6 * 4.0)
     assert T5.steps_to_threshold(0.1, **values) == 3.0
+
+
+# --------------------------------------------------------------------------- linear probing
+def _gradient_descent_steps(
+    features: FloatArray, targets: FloatArray, eta: float, threshold: float, limit: int
+) -> int | None:
+    """Ground truth: iterate w ← w − η Xᵀ(Xw − y)/n from 0 until (1/2n)‖Xw − y‖² ≤ τ."""
+    weights = np.zeros(features.shape[1])
+    for step in range(limit + 1):
+        residual = features @ weights - targets
+        if float(residual @ residual) / (2 * features.shape[0]) <= threshold:
+            return step
+        weights = weights - eta * features.T @ residual / features.shape[0]
+    return None
+
+
+@given(seeds, st.integers(min_value=2, max_value=5), st.booleans())
+def test_least_squares_steps_predicts_gradient_descent(
+    seed: int, size: int, deficient: bool
+) -> None:
+    """T5's steps for linear probing equal an actual gradient-descent run (± 1 for rounding at
+    the threshold), also when XᵀX is singular (a duplicated column)."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(3 * size, size)) * np.logspace(0, 1, size)
+    if deficient:
+        features[:, -1] = features[:, 0]
+    targets = rng.normal(size=3 * size)
+    prediction = quadratic_gd.least_squares_steps(features, targets, remaining_fraction=0.01)
+    assume(prediction.steps < 5_000)
+    measured = _gradient_descent_steps(
+        features, targets, prediction.eta, prediction.threshold, 5_000
+    )
+    assert measured is not None and abs(measured - prediction.steps) <= 1
+    assert prediction.eta == pytest.approx(
+        1 / np.linalg.eigvalsh(features.T @ features / (3 * size))[-1]
+    )
+
+
+@pytest.mark.negative_control
+def test_least_squares_check_catches_a_kappa_only_prediction() -> None:
+    """The textbook bound ⌈κ ln(1/f)/2⌉ (from (1 − 1/κ)^{2t} ≤ f) is not the exact count: the
+    comparison above rejects it on a problem whose slow mode carries little loss."""
+    features = np.diag([10.0, 1.0])
+    targets = np.array([10.0, 0.01])
+    prediction = quadratic_gd.least_squares_steps(features, targets, remaining_fraction=0.01)
+    kappa_only = math.ceil(prediction.condition_number * math.log(100) / 2)
+    measured = _gradient_descent_steps(
+        features, targets, prediction.eta, prediction.threshold, 10_000
+    )
+    assert measured is not None and abs(measured - prediction.steps) <= 1
+    assert abs(measured - kappa_only) > 1
+
+
+def test_least_squares_steps_rejects_bad_fraction() -> None:
+    with pytest.raises(AssumptionError, match="fraction_in_unit_interval"):
+        quadratic_gd.least_squares_steps(np.eye(2), np.ones(2), remaining_fraction=1.0)

@@ -53,7 +53,15 @@ import numpy.typing as npt
 import sympy as sp
 
 from theory.errors import AssumptionError
-from theory.quadratic import SEARCH_LIMIT, FloatArray, ModalQuadratic, first_step_at_or_below
+from theory.quadratic import (
+    SEARCH_LIMIT,
+    FloatArray,
+    ModalQuadratic,
+    condition_number,
+    first_step_at_or_below,
+    least_squares_loss,
+    least_squares_quadratic,
+)
 from theory.theorem import Assumption, StepsKind, Theorem
 
 # --------------------------------------------------------------------------- symbols
@@ -319,3 +327,61 @@ def _step_count(value: Any, owner: str) -> int:
 
 
 THEOREM = QuadraticGradientDescent()
+
+
+@dataclass(frozen=True)
+class LeastSquaresSteps:
+    """T5's prediction for gradient descent on least squares ``(1/2n)‖Xw − y‖²`` from ``w_0``.
+
+    ``eta``: the step; ``threshold``: ``τ = L* + f·(L_0 − L*)``; ``steps``: T5's exact smallest
+    t with ``L_t ≤ τ`` (``math.inf`` if never); ``condition_number``: ``κ(XᵀX/n)`` (pinv rule).
+    """
+
+    eta: float
+    threshold: float
+    initial_loss: float
+    loss_star: float
+    steps: float
+    condition_number: float
+
+
+def least_squares_steps(
+    features: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    *,
+    remaining_fraction: float,
+    start: npt.ArrayLike | None = None,
+    eta: float | None = None,
+) -> LeastSquaresSteps:
+    """T5 applied to linear probing: the steps gradient descent needs on ``(1/2n)‖Xw − y‖²``
+    from ``w_0`` (default 0) until its excess loss is ``remaining_fraction`` (f ∈ (0, 1)) of
+    the start's, with step ``η`` (default ``1/λ_max(XᵀX/n)``, the step a well-tuned attacker
+    takes: half the largest that keeps ``L_t`` monotone). ``H = XᵀX/n`` and ``θ*`` is the
+    minimum-norm solution (``theory.quadratic.least_squares_quadratic``)."""
+    if not 0.0 < remaining_fraction < 1.0:
+        raise AssumptionError("T5", "fraction_in_unit_interval", f"f = {remaining_fraction}")
+    quadratic = least_squares_quadratic(features, targets)
+    dimension = quadratic.hessian.shape[0]
+    origin = np.zeros(dimension) if start is None else np.asarray(start, dtype=np.float64)
+    largest = float(np.linalg.eigvalsh(quadratic.hessian)[-1])
+    if largest <= 0.0:
+        raise AssumptionError("T5", "features_nonzero", "XᵀX/n = 0: nothing to learn")
+    step = 1.0 / largest if eta is None else float(eta)
+    initial = least_squares_loss(features, targets, origin)
+    threshold = quadratic.loss_star + remaining_fraction * (initial - quadratic.loss_star)
+    steps = THEOREM.steps_to_threshold(
+        threshold,
+        eta=step,
+        hessian=quadratic.hessian,
+        theta_0=origin,
+        theta_star=quadratic.theta_star,
+        L_star=quadratic.loss_star,
+    )
+    return LeastSquaresSteps(
+        eta=step,
+        threshold=threshold,
+        initial_loss=initial,
+        loss_star=quadratic.loss_star,
+        steps=steps,
+        condition_number=condition_number(quadratic.hessian),
+    )

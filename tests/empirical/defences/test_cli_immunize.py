@@ -19,10 +19,11 @@ from theory.errors import HftaInputError
 
 def _hfta(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
     monkeypatch.setattr(sys, "argv", ["hfta", *args])
-    with pytest.raises(SystemExit) as exited:
+    try:
         main()
-    code = exited.value.code
-    return 0 if code is None else int(code)
+    except SystemExit as exited:
+        return 0 if exited.code is None else int(exited.code)
+    return 0
 
 
 def test_list_prints_one_name_per_line(
@@ -85,7 +86,7 @@ def test_an_existing_output_is_not_overwritten(
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     assert _hfta(monkeypatch, "immunize", "--defence", "booster", "--out", str(out)) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "left untouched" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
@@ -119,7 +120,7 @@ def test_immunize_writes_model_and_record(
         str(out),
     )
     assert code == 0, capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["model", "record.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".hfta-output.json", "model", "record.json"]
     assert [p.name for p in out.parent.iterdir()] == ["vaccine"]  # no staging left behind
     record = DefenceRecord.load(out / "record.json")
     assert record.defence == "vaccine"
