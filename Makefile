@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: the CPU wheel. A looser pin pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[empirical,proofs,pepit,verify,dev]"
+	# Coq checks the calculus lemmas of proofs/coq/ (python -m proofs fails without coqc)
+	command -v coqc >/dev/null || (apt-get update -qq && apt-get install -y -qq coq) \
+		|| { echo "error: Coq (coqc) is required by python -m proofs: apt-get install coq failed" >&2; exit 1; }
+	command -v coqc >/dev/null || { echo "error: coqc not found after installing Coq" >&2; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)

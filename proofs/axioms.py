@@ -2,10 +2,13 @@
 
 The proofs work with *real numbers standing for norms, inner products and loss values*
 (``‖Δ‖``, ``⟨∇L(θ), Δ⟩``, ``L(θ+Δ)``), not with vectors. What links those numbers is listed
-here: the definitions of the function classes (β-smooth, μ-PL, gradient-bounded), a few facts
-of Euclidean geometry (Cauchy–Schwarz, the triangle inequality, homogeneity of the norm), of
-calculus (the fundamental theorem of calculus along a segment, monotonicity of the integral,
-of exp and log), the induction principle, the spectral theorem, and Hoeffding's inequality.
+here: the definition of a gradient bound (β-smoothness and μ-PL are theory's hypotheses
+``beta_smooth`` and ``mu_pl``, cited by name as premises the necessity audit checks), a few
+facts of Euclidean geometry (Cauchy–Schwarz, the triangle inequality, homogeneity of the
+norm), three one-dimensional calculus lemmas *with their premises* that are machine-checked
+in Coq (proofs/coq/Segment.v: the descent-lemma sandwich, the segment bound, the trapezoid
+bound), monotonicity of exp and log, the induction principle, the spectral theorem, and
+Hoeffding's inequality.
 Everything else (every inequality of every theorem, every geometric sum, the Adam step bound,
 Cauchy–Schwarz for the weighted sums inside Adam) is *proved* by the obligations of
 ``proofs.theorems``.
@@ -43,26 +46,6 @@ def _abs(x: Term) -> z3.ArithRef:
     value = x if isinstance(x, z3.ArithRef) else z3.RealVal(x)
     return z3.If(value >= 0, value, -value)
 
-
-BETA_SMOOTH = Axiom(
-    "beta_smooth",
-    "L is β-smooth: ‖∇L(x) − ∇L(y)‖ ≤ β‖x − y‖ for all x, y (definition of the class).",
-    "Nesterov, Introductory Lectures on Convex Optimization (2004), §1.2.2",
-    # (gradient difference norm, beta, distance)
-    lambda diff_norm, beta, dist: z3.And(diff_norm >= 0, diff_norm <= beta * dist),
-)
-
-MU_PL = Axiom(
-    "mu_pl",
-    "L is μ-PL with infimum L*: ½‖∇L(θ)‖² ≥ μ (L(θ) − L*) and L(θ) ≥ L* (definition).",
-    "Polyak (1963); Karimi, Nutini, Schmidt (ECML-PKDD 2016), Definition (PL)",
-    # (gradient norm, mu, L(theta), L_star)
-    lambda grad_norm, mu, loss, loss_star: z3.And(
-        grad_norm >= 0,
-        grad_norm * grad_norm / 2 >= mu * (loss - loss_star),
-        loss >= loss_star,
-    ),
-)
 
 GRADIENT_BOUND = Axiom(
     "gradient_bound",
@@ -110,22 +93,72 @@ EUCLIDEAN_COORDINATES = Axiom(
     lambda next_sum, sum_so_far, coordinate: next_sum == sum_so_far + coordinate * coordinate,
 )
 
-FUNDAMENTAL_THEOREM = Axiom(
-    "fundamental_theorem_of_calculus",
-    "For differentiable L: L(θ+Δ) − L(θ) = ∫₀¹ ⟨∇L(θ + sΔ), Δ⟩ ds; hence the remainder "
-    "L(θ+Δ) − L(θ) − ⟨∇L(θ), Δ⟩ = ∫₀¹ ⟨∇L(θ + sΔ) − ∇L(θ), Δ⟩ ds.",
-    "fundamental theorem of calculus applied to s ↦ L(θ + sΔ)",
-    # (integral of the integrand, value it equals)
-    lambda integral, value: integral == value,
+
+def _within_unit(s: Term) -> z3.BoolRef:
+    return z3.And(s >= 0, s <= 1)
+
+
+# The three calculus lemmas below are *proved*, with their premises, in Coq
+# (proofs/coq/Segment.v, compiled by ``python -m proofs``: rows "Coq: <name>"). With
+# φ(τ) = L(θ + τΔ) and φ'(τ) = ⟨∇L(θ + τΔ), Δ⟩ each has the form "premise for every τ in
+# [0, 1] ⇒ conclusion". z3 has no ∀ over a function here, so each is instantiated
+# contrapositively at a Skolem point s: "if the conclusion fails, the premise fails at s,
+# some s in [0, 1]", and the caller states its other facts (Cauchy–Schwarz, smoothness, ...)
+# at that same s, for an arbitrary s. A proof therefore has to *establish the premise at an
+# arbitrary point* from its hypotheses: drop β-smoothness and the premise, hence the
+# conclusion, is no longer available.
+
+DESCENT_SANDWICH = Axiom(
+    "descent_sandwich",
+    "Premises: φ differentiable on [0, 1] with derivative φ', and |φ'(τ) − φ'(0)| ≤ β τ D for "
+    "every τ in [0, 1] (D = ‖Δ‖²). Conclusion: |φ(1) − φ(0) − φ'(0)| ≤ β D / 2.",
+    "proofs/coq/Segment.v, Theorem descent_sandwich (mean value theorem MVT_cor2 on "
+    "ψ(τ) = φ(τ) − φ'(0) τ ∓ β D τ²/2; Nesterov 2004, Lemma 1.2.3)",
+    # (s, phi'(s), phi'(0), beta, D, phi(0), phi(1))
+    lambda s, gdot_s, gdot, beta, d2, phi0, phi1: z3.Implies(
+        z3.Not(_abs(phi1 - phi0 - gdot) <= beta * d2 / 2),
+        z3.And(_within_unit(s), z3.Not(_abs(gdot_s - gdot) <= beta * s * d2)),
+    ),
 )
 
-INTEGRAL_MONOTONE = Axiom(
-    "integral_monotone",
-    "If |φ(s)| ≤ ψ(s) for every s in [0, 1] then |∫₀¹ φ| ≤ ∫₀¹ ψ.",
-    "monotonicity of the (Riemann) integral",
-    # (integral of phi, integral of psi): used only after the pointwise bound is proved
-    lambda integral_phi, integral_psi: _abs(integral_phi) <= integral_psi,
+SEGMENT_BOUND = Axiom(
+    "segment_bound",
+    "Premises: φ differentiable on [0, 1] with derivative φ', and |φ'(τ)| ≤ M for every τ in "
+    "[0, 1]. Conclusion: |φ(1) − φ(0)| ≤ M.",
+    "proofs/coq/Segment.v, Theorem segment_bound (mean value theorem MVT_cor2)",
+    # (s, phi'(s), M, phi(0), phi(1))
+    lambda s, gdot_s, bound, phi0, phi1: z3.Implies(
+        z3.Not(_abs(phi1 - phi0) <= bound),
+        z3.And(_within_unit(s), z3.Not(_abs(gdot_s) <= bound)),
+    ),
 )
+
+TRAPEZOID_BOUND = Axiom(
+    "trapezoid_bound",
+    "Premises: φ differentiable on [0, 1] with derivative φ', |φ'(τ) − φ'(0)| ≤ K τ and "
+    "|φ'(τ) − φ'(1)| ≤ K (1 − τ) for every τ in [0, 1] (K = β‖Δ‖²). Conclusion: "
+    "|φ(1) − φ(0) − (φ'(0) + φ'(1))/2| ≤ K/4.",
+    "proofs/coq/Segment.v, Theorem trapezoid_bound (the descent-lemma argument on [0, 1/2] "
+    "from the left end and on [1/2, 1] from the right end)",
+    # (s, phi'(s), phi'(0), phi'(1), K, phi(0), phi(1))
+    lambda s, gdot_s, gdot_0, gdot_1, k, phi0, phi1: z3.Implies(
+        z3.Not(_abs(phi1 - phi0 - (gdot_0 + gdot_1) / 2) <= k / 4),
+        z3.And(
+            _within_unit(s),
+            z3.Or(
+                z3.Not(_abs(gdot_s - gdot_0) <= k * s),
+                z3.Not(_abs(gdot_s - gdot_1) <= k * (1 - s)),
+            ),
+        ),
+    ),
+)
+
+#: the Coq theorem (in proofs/coq/Segment.v) that proves each calculus axiom
+COQ_THEOREMS: dict[str, str] = {
+    "descent_sandwich": "descent_sandwich",
+    "segment_bound": "segment_bound",
+    "trapezoid_bound": "trapezoid_bound",
+}
 
 EXP_MONOTONE = Axiom(
     "exp_monotone",
@@ -186,16 +219,15 @@ HOEFFDING = Axiom(
 AXIOMS: dict[str, Axiom] = {
     a.name: a
     for a in (
-        BETA_SMOOTH,
-        MU_PL,
         GRADIENT_BOUND,
         CAUCHY_SCHWARZ,
         INNER_SELF,
         NORM_HOMOGENEOUS,
         TRIANGLE,
         EUCLIDEAN_COORDINATES,
-        FUNDAMENTAL_THEOREM,
-        INTEGRAL_MONOTONE,
+        DESCENT_SANDWICH,
+        SEGMENT_BOUND,
+        TRAPEZOID_BOUND,
         EXP_MONOTONE,
         LOG_SIGN,
         POWERS,

@@ -32,7 +32,7 @@ import sympy as sp
 import z3
 
 from proofs.obligation import Budget, Kind, Obligation, Outcome
-from proofs.solver import Fact, prove, prove_expression_identity
+from proofs.solver import Fact, premise_names, prove, prove_expression_identity
 
 State = Mapping[str, z3.ArithRef]
 Invariant = Callable[[State], Fact]
@@ -72,8 +72,13 @@ class Induction:
         """The base case P(0) as an obligation (or a control)."""
         zero, _, _ = self._states()
 
+        hypotheses = [*self.given, *self.base_given]
+
         def discharge(budget: Budget) -> Outcome:
-            return prove(self.invariant(zero), [*self.given, *self.base_given], budget)
+            return prove(self.invariant(zero), hypotheses, budget)
+
+        def attempt_without(dropped: frozenset[str], budget: Budget) -> Outcome:
+            return prove(self.invariant(zero), hypotheses, budget, dropped)
 
         return Obligation(
             f"{self.lemma}: base case",
@@ -82,6 +87,8 @@ class Induction:
             discharge,
             kind,
             ("induction", *self.base_uses),
+            premise_names(hypotheses),
+            attempt_without,
         )
 
     def step(self, kind: Kind = "obligation") -> Obligation:
@@ -89,9 +96,13 @@ class Induction:
         _, now, after = self._states()
         n = now[self.counter]
 
+        hypotheses = [*self.given, n >= 0, self.invariant(now), *self.transition]
+
         def discharge(budget: Budget) -> Outcome:
-            hypotheses = [*self.given, n >= 0, self.invariant(now), *self.transition]
             return prove(self.invariant(after), hypotheses, budget)
+
+        def attempt_without(dropped: frozenset[str], budget: Budget) -> Outcome:
+            return prove(self.invariant(after), hypotheses, budget, dropped)
 
         return Obligation(
             f"{self.lemma}: inductive step",
@@ -100,6 +111,8 @@ class Induction:
             discharge,
             kind,
             ("induction", *self.uses),
+            premise_names(hypotheses),
+            attempt_without,
         )
 
     def obligations(self) -> tuple[Obligation, Obligation]:

@@ -9,6 +9,10 @@
 Before that, the hypotheses alone are checked to be satisfiable: inconsistent hypotheses
 would prove anything (a vacuous proof), so they make the obligation fail.
 
+A hypothesis may be a labelled ``Translation`` (a *premise*: a theory assumption, an axiom
+instance; ``premise(name, ...)``): ``prove(..., drop=...)`` leaves the named premises out,
+which is how the necessity audit asks whether a proof really needs each of them.
+
 ``prove_identity(lhs, rhs)`` asks sympy to simplify ``lhs - rhs`` to 0 (**proved**); when it
 does not, it looks for an exact rational point where the two sides differ (the
 counterexample). A sympy failure to simplify a true identity therefore shows up as a failure,
@@ -44,9 +48,38 @@ def _split(facts: Iterable[Fact]) -> tuple[list[z3.BoolRef], list[z3.BoolRef]]:
     return formulas, domain
 
 
-def prove(goal: Fact, hypotheses: Sequence[Fact], budget: Budget) -> Outcome:
-    """Prove ``hypotheses ⇒ goal`` over the reals with z3 (see module docstring)."""
-    hyps, _ = _split(hypotheses)
+def premise(name: str, *facts: Fact) -> Translation:
+    """The conjunction of ``facts`` as one premise labelled ``name`` (an axiom instance, a
+    hypothesis): what the necessity audit drops as a unit."""
+    formulas, domain = _split(facts)
+    return Translation(z3.And(*formulas), [], domain, label=name)
+
+
+def premise_names(hypotheses: Sequence[Fact]) -> tuple[str, ...]:
+    """The labels of the audited premises among ``hypotheses``, in order, once each."""
+    names: list[str] = []
+    for fact in hypotheses:
+        if (
+            isinstance(fact, Translation)
+            and fact.label
+            and fact.audited
+            and fact.label not in names
+        ):
+            names.append(fact.label)
+    return tuple(names)
+
+
+def without(hypotheses: Sequence[Fact], dropped: frozenset[str]) -> list[Fact]:
+    """``hypotheses`` minus the premises whose label is in ``dropped``."""
+    return [h for h in hypotheses if not (isinstance(h, Translation) and h.label in dropped)]
+
+
+def prove(
+    goal: Fact, hypotheses: Sequence[Fact], budget: Budget, drop: frozenset[str] = frozenset()
+) -> Outcome:
+    """Prove ``hypotheses ⇒ goal`` over the reals with z3 (see module docstring), leaving
+    out the premises named in ``drop``."""
+    hyps, _ = _split(without(hypotheses, drop))
     (goal_formula, *goal_definitions), goal_domain = _split([goal])
     timeout_ms = max(1, int(budget.timeout_s * 1000))
 
@@ -196,7 +229,19 @@ def z3_obligation(
     def discharge(budget: Budget) -> Outcome:
         return prove(goal, hypotheses, budget)
 
-    return Obligation(name, statement, "z3", discharge, kind, uses)
+    def attempt_without(dropped: frozenset[str], budget: Budget) -> Outcome:
+        return prove(goal, hypotheses, budget, dropped)
+
+    return Obligation(
+        name,
+        statement,
+        "z3",
+        discharge,
+        kind,
+        uses,
+        premise_names(hypotheses),
+        attempt_without,
+    )
 
 
 def identity_obligation(

@@ -34,15 +34,23 @@ def parameter_facts(
     missing = (keep or set()) - {a.name for a in chosen}
     if missing:
         raise KeyError(f"{theorem.label} has no parameter assumption {sorted(missing)}")
-    return [formula(a.statement) for a in chosen]
+    return [labelled(formula(a.statement), a.name, audited=False) for a in chosen]
 
 
 def assumption_fact(theorem: Theorem, name: str) -> Translation:
-    """One named assumption (parameter or hypothesis) as a z3 fact."""
+    """One named assumption (parameter or hypothesis) as a z3 fact, labelled by its name."""
     for a in theorem.assumptions:
         if a.name == name:
-            return formula(a.statement)
+            return labelled(formula(a.statement), name, audited=a.kind == "hypothesis")
     raise KeyError(f"{theorem.label} has no assumption '{name}'")
+
+
+def labelled(fact: Translation, label: str, *, audited: bool = True) -> Translation:
+    """``fact`` marked as the premise ``label`` (dropped by the necessity audit when
+    ``audited``; parameter assumptions are not)."""
+    fact.label = label
+    fact.audited = audited
+    return fact
 
 
 def sign_facts(*exprs: sp.Basic) -> list[z3.BoolRef]:

@@ -39,11 +39,19 @@ class TranslationError(ValueError):
 
 @dataclass
 class Translation:
-    """A translated term or formula with the definitions and domain conditions it needs."""
+    """A translated term or formula with the definitions and domain conditions it needs.
+
+    ``label`` names the fact when it is a *premise* of a proof (a theory hypothesis, an axiom
+    instance): the necessity audit drops labelled premises one at a time. Parameter
+    assumptions (η > 0, ...) are labelled but not ``audited``: the audit is about the
+    hypotheses and axioms a proof rests on.
+    """
 
     value: z3.ExprRef
     definitions: list[z3.BoolRef] = field(default_factory=list)
     domain: list[z3.BoolRef] = field(default_factory=list)
+    label: str = ""
+    audited: bool = True
 
 
 _fresh = itertools.count()

@@ -1,7 +1,7 @@
 """The four immunization conditions, symbolically and on measured numbers.
 
 Source: Rosati et al., "Immunization against harmful fine-tuning attacks", Findings of EMNLP
-2024 (arXiv 2402.16382), §3; SCIENCE.md §1. Notation from ``theory.framework``: f the harm
+2024 (arXiv 2402.16382), §3; docs/science.md §1. Notation from ``theory.framework``: f the harm
 proxy, φ its threshold, g the capability proxy, ε a tolerance, T the attacker's budget.
 
 1. Resistance.
@@ -35,6 +35,7 @@ from functools import lru_cache
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import sympy as sp
+from pydantic import BaseModel, ConfigDict, Field
 
 from theory.curve import Curve
 from theory.errors import AssumptionError, DataOverlapError
@@ -69,6 +70,7 @@ from theory.verdict import Status, Verdict
 __all__ = [
     "Condition",
     "Generalization",
+    "HarmCertificate",
     "ResistanceCertificate",
     "Stability",
     "StrongResistance",
@@ -108,19 +110,69 @@ class Condition(Protocol):
 
 @runtime_checkable
 class ResistanceCertificate(Protocol):
-    """A theory result certifying resistance at every step (e.g. T6's ``TailBound``).
+    """A theory result bounding the attack at every step (e.g. T6's ``TailBound``).
 
-    ``certifies_every_step`` is true when the certificate's conclusion covers every t (the
-    harmful loss never drops below a level that keeps f ≤ φ). The caller vouches that the
-    certificate concerns the same attack, proxy and threshold as the curve it accompanies.
-    An optional ``description`` says what it rests on (the object's repr when absent); a
-    mapping with the same keys is accepted too.
+    ``certifies_every_step`` is true when the certificate's conclusion covers every t of the
+    run it was computed for. An optional ``description`` says what it rests on (the object's
+    repr when absent); a mapping with the same keys is accepted too.
+
+    Such a certificate is typically about the *loss* of *one* run (T6 bounds the harmful loss
+    after step K of the attack it measured): ``StrongResistance`` shows it as evidence beside
+    an ``inconclusive`` verdict, and only a ``HarmCertificate`` covering the whole threat model
+    establishes strong resistance. ``WeakResistance`` accepts it for the run it accompanies.
     """
 
     certifies_every_step: bool
 
 
+class HarmCertificate(BaseModel):
+    """A certificate of strong resistance: f(M*_θ[t], D_harmful) ≤ ``threshold`` for every t
+    and every attack of the threat model.
+
+    Strong resistance (Rosati et al. 2024, §3; docs/theorems.md) quantifies over every step
+    t ∈ {0, 1, ...} of every attack in the threat model, and it is a statement about the
+    *harm proxy* f, not about a loss. A certificate establishes it only when it says so on
+    each count:
+
+    * ``about = "harm_proxy"`` (a bound on the harmful loss is not a bound on f unless a
+      proved link turns one into the other: that link then makes it a harm certificate);
+    * ``every_step``: the bound holds for every t, not up to a horizon;
+    * ``every_attack``: it holds for every attack of ``threat_model`` (a bound computed from
+      the constants measured on one run covers that run only);
+    * ``threshold`` ≤ the condition's φ.
+
+    ``source`` names the proved result it rests on (a theorem of the catalogue, a proof).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    about: Literal["harm_proxy", "loss"]
+    proxy: str = Field(min_length=1)
+    threshold: float = Field(allow_inf_nan=False)
+    every_step: bool
+    every_attack: bool
+    threat_model: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    description: str = ""
+
+    def gaps(self, phi: float) -> list[str]:
+        """What keeps this certificate from establishing f ≤ ``phi`` for every t and every
+        attack (empty: nothing)."""
+        missing: list[str] = []
+        if self.about != "harm_proxy":
+            missing.append(f"it bounds the {self.about}, not the harm proxy")
+        if not self.every_step:
+            missing.append("it does not cover every t")
+        if not self.every_attack:
+            missing.append(f"it does not cover every attack of {self.threat_model}")
+        if self.threshold > phi:
+            missing.append(f"its threshold {self.threshold:g} is above phi = {phi:g}")
+        return missing
+
+
 def _read_certificate(owner: str, certificate: object) -> tuple[bool, str]:
+    if isinstance(certificate, HarmCertificate):
+        return certificate.every_step, f"{certificate.source} ({certificate.threat_model})"
     if isinstance(certificate, Mapping):
         every = certificate.get("certifies_every_step")
         description = certificate.get("description", repr(dict(certificate)))
@@ -286,9 +338,10 @@ class StrongResistance(_Resistance):
 
     ``phi`` is the harm threshold, ``proxy_range`` the range of the harm proxy ([0, 1] for a
     rate or a probability; ``(-inf, 0)`` for a negated loss). A finite trajectory can refute
-    the condition (an evaluated step with f > φ) but never establish it: without a
-    certificate (a theory result covering every t, see ``ResistanceCertificate``) the best a
-    clean trajectory gives is ``inconclusive``.
+    the condition (an evaluated step with f > φ) but never establish it. It ``holds`` only
+    with a ``HarmCertificate`` about the harm proxy that covers every t and every attack of
+    the threat model; any other certificate (T6's loss-level ``TailBound`` for one run, a
+    ``ResistanceCertificate``) is shown in the evidence beside an ``inconclusive`` verdict.
 
     >>> from theory.curve import Curve
     >>> StrongResistance(0.5).check(Curve((0, 10), (0.1, 0.7), horizon=10)).status
@@ -302,7 +355,9 @@ class StrongResistance(_Resistance):
         return ForAll(t, 0, sp.oo, HARM_WITHIN_THRESHOLD)
 
     def check(self, curve: Curve, certificate: object | None = None) -> Verdict:
-        """Verdict on one attack's harm curve, optionally with an every-step certificate."""
+        """Verdict on one attack's harm curve, optionally with a certificate: a
+        ``HarmCertificate`` (can establish the condition) or a ``ResistanceCertificate``
+        (evidence only)."""
         self._validate(curve)
         points = curve.evidence()
         evidence: dict[str, Any] = {
@@ -336,23 +391,41 @@ class StrongResistance(_Resistance):
                 "evidence of resistance",
             )
         no_exceedance = f"no exceedance up to step {curve.horizon}"
-        if certificate is not None:
-            every, description = _read_certificate(self.name, certificate)
-            evidence["certificate"] = {"certifies_every_step": every, "description": description}
-            if every:
+        if isinstance(certificate, HarmCertificate):
+            evidence["certificate"] = certificate.model_dump()
+            gaps = certificate.gaps(self.phi)
+            if not gaps:
                 return Verdict(
                     condition=self.name,
                     status=Status.HOLDS,
                     margin=margin,
                     evidence=evidence,
-                    reason=f"{no_exceedance}, and certified for every t: {description}",
+                    reason=f"{no_exceedance}, and certified for every t and every attack of "
+                    f"{certificate.threat_model}: {certificate.source}",
                 )
             return Verdict(
                 condition=self.name,
                 status=Status.INCONCLUSIVE,
                 margin=margin,
                 evidence=evidence,
-                reason=f"{no_exceedance}; the certificate does not cover every t ({description})",
+                reason=f"{no_exceedance}; the certificate does not establish strong resistance: "
+                + "; ".join(gaps),
+            )
+        if certificate is not None:
+            every, description = _read_certificate(self.name, certificate)
+            evidence["certificate"] = {
+                "certifies_every_step": every,
+                "description": description,
+                "establishes_strong_resistance": False,
+            }
+            scope = "every t of this run" if every else "part of this run only"
+            return Verdict(
+                condition=self.name,
+                status=Status.INCONCLUSIVE,
+                margin=margin,
+                evidence=evidence,
+                reason=f"{no_exceedance}; the certificate ({description}) covers {scope}, "
+                "not the harm proxy for every attack of the threat model (a HarmCertificate)",
             )
         return Verdict(
             condition=self.name,

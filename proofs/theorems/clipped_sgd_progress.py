@@ -31,7 +31,7 @@ import z3
 from proofs.axioms import CAUCHY_SCHWARZ, NORM_HOMOGENEOUS, POWERS, TRIANGLE
 from proofs.induction import Induction
 from proofs.obligation import Obligation, Proof
-from proofs.solver import z3_obligation
+from proofs.solver import premise, z3_obligation
 from proofs.statements import (
     assumption_fact,
     gradient_bound_is_axiom,
@@ -53,8 +53,10 @@ def proof() -> Proof:
     grad_norm, delta_norm = var(sym.grad_norm), var(sym.delta_norm)
 
     # 1. one step, from T1 (lemma) + Cauchy–Schwarz + theory's hypotheses
-    t1_lower = formula(t1.THEOREM.conclusion, {"L0": L_s, "L1": L_next})
-    cauchy_schwarz = CAUCHY_SCHWARZ(gdot, grad_norm, delta_norm)
+    t1_lower = premise(
+        "T1 smoothness_sandwich", formula(t1.THEOREM.conclusion, {"L0": L_s, "L1": L_next})
+    )
+    cauchy_schwarz = premise("cauchy_schwarz", CAUCHY_SCHWARZ(gdot, grad_norm, delta_norm))
     gradient_bound = assumption_fact(thm, t2.GRADIENT_BOUNDED_AT_ITERATES.name)
     clipped = assumption_fact(thm, t2.CLIPPED_STEP.name)
     step_hypotheses = [*parameters, t1_lower, cauchy_schwarz, gradient_bound, clipped]
@@ -171,6 +173,7 @@ def proof() -> Proof:
             *momentum_controls,
         ),
         summary="T1 lower side + Cauchy-Schwarz per step, summed by induction",
+        defining=(("one step", t2.GRADIENT_BOUNDED_AT_ITERATES.name),),
     )
 
 

@@ -26,7 +26,13 @@ from proofs.axioms import EXP_MONOTONE, LOG_SIGN, POWERS
 from proofs.induction import Induction, State
 from proofs.obligation import Budget, Obligation, Outcome, Proof
 from proofs.solver import Fact, probe_claim, z3_obligation
-from proofs.statements import gradient_bound_is_axiom, opaque_logs, parameter_facts, var
+from proofs.statements import (
+    gradient_bound_is_axiom,
+    labelled,
+    opaque_logs,
+    parameter_facts,
+    var,
+)
 from proofs.translate import formula, term
 from theory import symbols as sym
 from theory.theorems import contraction_tail as t6
@@ -57,8 +63,8 @@ def _tail_path(contraction: Fact | None, lemma: str) -> Induction:
             state["P"] <= 1,
         )
 
-    step_contraction = (
-        formula(t6.CONTRACTION.statement, {"u_next": U1, "u_s": U})
+    step_contraction: Fact = (
+        labelled(formula(t6.CONTRACTION.statement, {"u_next": U1, "u_s": U}), "contraction")
         if contraction is None
         else contraction
     )
@@ -186,4 +192,5 @@ def proof() -> Proof:
             *steps_controls,
         ),
         summary="geometric tail of the update norms by induction, then T3's path bound",
+        defining=((f"{tail.lemma}: inductive step", t6.CONTRACTION.name),),
     )

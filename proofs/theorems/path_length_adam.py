@@ -2,9 +2,10 @@ r"""Proof of T3 ``path_length_adam``: path-length bound and the exact Adam/AdamW
 
 Path length.
 
-1. *segment* (z3): L_{s+1} − L_s = ∫₀¹ ⟨∇L(θ_s + uΔ_s), Δ_s⟩ du (FTC), the integrand is at
-   least −G‖Δ_s‖ (Cauchy–Schwarz, theory's ``gradient_bounded_on_path``), so
-   L_{s+1} ≥ L_s − G‖Δ_s‖ (integral monotone).
+1. *segment* (Coq + z3): Coq's ``segment_bound`` (proofs/coq/Segment.v: φ differentiable on
+   [0, 1] and |φ'(τ)| ≤ M for every τ ⇒ |φ(1) − φ(0)| ≤ M, by the mean value theorem) with
+   φ(τ) = L(θ_s + τΔ_s) and M = G‖Δ_s‖; its premise at a point of the segment comes from
+   Cauchy–Schwarz and theory's ``gradient_bounded_on_path``, so L_{s+1} ≥ L_s − G‖Δ_s‖.
 2. *path* (z3, induction): theory's ``PATH_CONCLUSION`` L_t ≥ L_0 − G Σ_{s<t}‖Δ_s‖.
 
 Adam (per coordinate, counter k; A_k = Σ_j β1^{k−j} g_j, B_k = Σ_j β2^{k−j} g_j²,
@@ -30,7 +31,8 @@ not assumed:
     inequality, homogeneity), so by induction ‖θ_s‖ ≤ R_s under theory's
     ``ADAMW_NORM_RECURSION`` and ‖Δ_s‖ ≤ theory's ``ADAMW_STEP_BOUND``.
 
-Controls: the segment without the gradient bound; the weighted Cauchy–Schwarz step with
+Controls: the segment without the gradient bound (z3), and in Coq the segment lemma without
+its premise (false for φ(τ) = τ²); the weighted Cauchy–Schwarz step with
 γ = β1² (the division by β2 dropped); a_2 without the geometric-sum factor, refuted by an explicit
 two-gradient Adam run; AdamW's norm recursion without ηλ ≤ 1.
 """
@@ -40,18 +42,18 @@ from __future__ import annotations
 import sympy as sp
 import z3
 
+from proofs import coq
 from proofs.axioms import (
     CAUCHY_SCHWARZ,
     EUCLIDEAN_COORDINATES,
-    FUNDAMENTAL_THEOREM,
-    INTEGRAL_MONOTONE,
     NORM_HOMOGENEOUS,
     POWERS,
+    SEGMENT_BOUND,
     TRIANGLE,
 )
 from proofs.induction import Induction, State
 from proofs.obligation import Obligation, Proof
-from proofs.solver import Fact, z3_obligation
+from proofs.solver import Fact, premise, z3_obligation
 from proofs.statements import (
     assumption_fact,
     gradient_bound_is_axiom,
@@ -66,6 +68,8 @@ from theory.theorems import path_length_adam as t3
 # symbols standing for the powers β1^k, β2^k, γ^k inside theory's a_k
 P1, P2, PG = (sp.Symbol(name, real=True) for name in ("beta1_pow_k", "beta2_pow_k", "gamma_pow_k"))
 COORDINATE_SYMBOL = sp.Symbol("a_k", real=True)
+#: the main obligation of the path bound (its defining hypothesis: gradient_bounded_on_path)
+SEGMENT = "segment L_{s+1} >= L_s - G ||Delta_s||"
 
 
 def powers_replaced(expr: sp.Basic) -> sp.Basic:
@@ -89,37 +93,38 @@ def _path_obligations() -> tuple[list[Obligation], list[Obligation]]:
     thm = t3.THEOREM
     L_s, L_next, G = var(sym.L_s), var(sym.L_next), var(sym.G)
     delta, grad_norm, gdot_s = var(sym.delta_norm), var(sym.grad_norm), var(sym.gdot_s)
-    u = sp.Symbol("u", real=True)
-    pointwise = sym.G * sym.delta_norm  # |⟨∇L(θ_s + uΔ), Δ⟩| ≤ ‖∇L‖‖Δ‖ ≤ G‖Δ‖ on the segment
-    integral = term(sp.integrate(pointwise, (u, 0, 1)))
-    remainder = z3.Real("segment_integral")
+    s_point = var(sym.s)  # a point of [0, 1] on the segment θ_s + τΔ_s
     gradient_bound = assumption_fact(thm, t3.GRADIENT_BOUNDED_ON_PATH.name)
-    segment_facts = [
+    cauchy_schwarz = premise("cauchy_schwarz", CAUCHY_SCHWARZ(gdot_s, grad_norm, delta))
+    # Coq's segment_bound at s: if |L_{s+1} − L_s| > G‖Δ_s‖ then |φ'(s)| > G‖Δ_s‖ there
+    calculus = premise("segment_bound", SEGMENT_BOUND(s_point, gdot_s, G * delta, L_s, L_next))
+    segment_facts: list[Fact] = [
         *parameter_facts(thm, only=["G_nonnegative"]),
-        FUNDAMENTAL_THEOREM(remainder, L_next - L_s),
-        INTEGRAL_MONOTONE(remainder, integral.value),
-        *integral.definitions,
+        delta >= 0,
+        cauchy_schwarz,
+        gradient_bound,
+        calculus,
     ]
     one_step = sp.Ge(sym.L_next, sym.L_s - sym.G * sym.delta_norm)
     pointwise_ok = z3_obligation(
         "segment integrand |<grad L(theta_s + u Delta), Delta>| <= G ||Delta||",
         "Cauchy-Schwarz and ||grad L|| <= G on the segment",
         z3.If(gdot_s >= 0, gdot_s, -gdot_s) <= G * delta,
-        [CAUCHY_SCHWARZ(gdot_s, grad_norm, delta), gradient_bound],
+        [cauchy_schwarz, gradient_bound],
         uses=("cauchy_schwarz", "gradient_bound"),
     )
     segment = z3_obligation(
-        "segment L_{s+1} >= L_s - G ||Delta_s||",
+        SEGMENT,
         sp.sstr(one_step),
         formula(one_step),
         segment_facts,
-        uses=("fundamental_theorem_of_calculus", "integral_monotone", "segment integrand"),
+        uses=("segment_bound", "cauchy_schwarz", "gradient_bound"),
     )
     no_gradient_bound = z3_obligation(
-        "segment integrand without the gradient bound",
-        "|<grad L, Delta>| <= G ||Delta|| with ||grad L|| <= G dropped",
-        z3.If(gdot_s >= 0, gdot_s, -gdot_s) <= G * delta,
-        [CAUCHY_SCHWARZ(gdot_s, grad_norm, delta), G >= 0],
+        "segment without the gradient bound",
+        "L_{s+1} >= L_s - G ||Delta_s|| with ||grad L|| <= G on the segment dropped",
+        formula(one_step),
+        [f for f in segment_facts if f is not gradient_bound],
         kind="control",
     )
     L_n, L_n1, P_n, P_n1, norm_n = (
@@ -143,8 +148,17 @@ def _path_obligations() -> tuple[list[Obligation], list[Obligation]]:
     gradient_is_axiom = gradient_bound_is_axiom(
         thm, t3.GRADIENT_BOUNDED_ON_PATH.name, sym.grad_norm, sym.G
     )
-    obligations = [gradient_is_axiom, pointwise_ok, segment, *path.obligations()]
-    return obligations, [no_gradient_bound]
+    obligations = [
+        coq.lemma_obligation("segment_bound"),
+        gradient_is_axiom,
+        pointwise_ok,
+        segment,
+        *path.obligations(),
+    ]
+    return obligations, [
+        no_gradient_bound,
+        coq.control_obligation("segment_without_gradient_bound_is_false"),
+    ]
 
 
 def _adam_lemma() -> tuple[list[Obligation], list[Obligation]]:
@@ -514,5 +528,6 @@ def proof() -> Proof:
             *adam_controls,
             *adamw_controls,
         ),
-        summary="path length by FTC; Adam's bound from a proved weighted Cauchy-Schwarz",
+        summary="path length by Coq's segment bound; Adam's from a proved weighted Cauchy-Schwarz",
+        defining=((SEGMENT, t3.GRADIENT_BOUNDED_ON_PATH.name),),
     )

@@ -16,12 +16,19 @@ r"""Proof of T5 ``quadratic_gd``: exact gradient descent on a quadratic.
 7. *least squares* (sympy): (1/2n)‖Xw − y‖² = L* + ½ (w − θ*)ᵀ H (w − θ*) with theory's
    ``least_squares_hessian`` H = XᵀX/n, when θ* solves the normal equations.
 
-Controls: the summand with exponent t instead of 2t, monotonicity without ηλ_max ≤ 2, and the
-slowest-mode factor with κ/2 in place of κ.
+8. *ties* (exhaustive, exact rationals vs float64): theory/quadratic.py's ``iterate_at_step``
+   and ``loss_at_step`` and T5's ``evaluate`` agree with the proved trajectory (sympy's exact
+   (I − ηH)^t) on a coupled 2-d and a rank-deficient 3-d quadratic, η ∈ {1/4, 1/2, 1},
+   t ∈ {0, 1, 2, 3, 5} (relative tolerance 1e-9): a wrong exponent in the numeric code fails.
+
+Controls: the summand with exponent t instead of 2t, monotonicity without ηλ_max ≤ 2, the
+slowest-mode factor with κ/2 in place of κ, and ``iterate_at_step`` at t compared with the
+trajectory at t + 1.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 import z3
 from sympy.matrices.expressions.matexpr import MatrixElement
@@ -32,6 +39,7 @@ from proofs.obligation import Budget, Obligation, Outcome, Proof, Status
 from proofs.solver import identity_obligation, prove_expression_identity, z3_obligation
 from proofs.statements import mutate, parameter_facts, var
 from proofs.translate import formula, term
+from theory import quadratic
 from theory.theorems import quadratic_gd as t5
 
 
@@ -71,6 +79,101 @@ def _least_squares(budget: Budget) -> Outcome:
     loss_star = r.T * r / (2 * n)
     rhs = loss_star + sp.Rational(1, 2) * u.T * hessian * u
     return prove_expression_identity(lhs, rhs)
+
+
+#: exact test problems (H, θ_0, θ*, L*) for the ties between theory/quadratic.py and the
+#: proved statement: a coupled 2-d quadratic and a rank-deficient 3-d one
+TIE_PROBLEMS: tuple[
+    tuple[list[list[int]], list[sp.Rational], list[sp.Rational], sp.Rational], ...
+] = (
+    (
+        [[2, 1], [1, 3]],
+        [sp.Integer(1), sp.Integer(-2)],
+        [sp.Rational(1, 2), sp.Integer(0)],
+        sp.Rational(1, 3),
+    ),
+    (
+        [[4, 0, 0], [0, 1, 0], [0, 0, 0]],
+        [sp.Integer(1), sp.Integer(1), sp.Integer(1)],
+        [sp.Integer(0), sp.Rational(1, 2), sp.Integer(-1)],
+        sp.Integer(0),
+    ),
+)
+#: step sizes (any η > 0: the closed form needs no stability condition) and step counts
+TIE_STEPS: tuple[sp.Rational, ...] = (sp.Rational(1, 4), sp.Rational(1, 2), sp.Integer(1))
+TIE_COUNTS: tuple[int, ...] = (0, 1, 2, 3, 5)
+#: relative tolerance between float64 and the exact rational value
+TIE_RTOL = 1e-9
+
+
+def _exact_trajectory(
+    hessian: sp.Matrix, start: sp.Matrix, optimum: sp.Matrix, step: sp.Rational, steps: int
+) -> sp.Matrix:
+    """θ_t from theory's proved ``trajectory`` θ_t − θ* = (I − ηH)^t (θ_0 − θ*), exactly."""
+    thm = t5.THEOREM
+    dim = {t5.d: sp.Integer(hessian.shape[0])}
+    rhs = thm.trajectory.rhs.xreplace(dim).xreplace(
+        {
+            t5.H.xreplace(dim): sp.ImmutableMatrix(hessian),
+            t5.theta_0.xreplace(dim): sp.ImmutableMatrix(start),
+            t5.theta_star.xreplace(dim): sp.ImmutableMatrix(optimum),
+            t5.eta: step,
+            t5.t: sp.Integer(steps),
+            sp.Identity(hessian.shape[0]): sp.ImmutableMatrix(sp.eye(hessian.shape[0])),
+        }
+    )
+    return optimum + sp.Matrix(rhs.doit())
+
+
+def _close(value: float, exact: sp.Expr) -> bool:
+    target = float(exact)
+    return abs(value - target) <= TIE_RTOL * max(1.0, abs(target))
+
+
+def _tie(which: str, shift: int = 0) -> Outcome:
+    """Compare theory/quadratic.py's ``iterate_at_step`` / ``loss_at_step`` and T5's
+    ``evaluate`` with the proved trajectory at t + ``shift`` on every tie point."""
+    checked = 0
+    for hessian_rows, start_list, optimum_list, loss_star in TIE_PROBLEMS:
+        hessian = sp.Matrix(hessian_rows)
+        start, optimum = sp.Matrix(start_list), sp.Matrix(optimum_list)
+        as_float = np.array(hessian.tolist(), dtype=np.float64)
+        start_f = np.array([float(v) for v in start_list])
+        optimum_f = np.array([float(v) for v in optimum_list])
+        for step in TIE_STEPS:
+            for steps in TIE_COUNTS:
+                exact = _exact_trajectory(hessian, start, optimum, step, steps + shift)
+                offset = exact - optimum
+                exact_loss = loss_star + (offset.T * hessian * offset)[0, 0] / 2
+                if which == "iterate":
+                    got = quadratic.iterate_at_step(
+                        as_float, start_f, optimum_f, float(step), steps
+                    )
+                    values = list(zip(got.tolist(), list(exact), strict=True))
+                elif which == "loss":
+                    loss = quadratic.loss_at_step(
+                        as_float, start_f, optimum_f, float(step), steps, float(loss_star)
+                    )
+                    values = [(loss, exact_loss)]
+                else:
+                    loss = t5.THEOREM.evaluate(
+                        hessian=as_float,
+                        theta_0=start_f,
+                        theta_star=optimum_f,
+                        L_star=float(loss_star),
+                        eta=float(step),
+                        t=steps,
+                    )
+                    values = [(loss, exact_loss)]
+                checked += 1
+                for got_value, exact_value in values:
+                    if not _close(got_value, exact_value):
+                        point = f"H={hessian_rows}, eta={step}, t={steps}"
+                        detail = f"{which}: {got_value!r} != {sp.sstr(exact_value)}"
+                        return Outcome(Status.FAILED, detail, point)
+    return Outcome(
+        Status.CHECKED, f"{checked} points agree with the proved trajectory (rtol {TIE_RTOL:g})"
+    )
 
 
 def proof() -> Proof:
@@ -213,9 +316,42 @@ def proof() -> Proof:
         _least_squares,
     )
 
+    ties = (
+        Obligation(
+            "iterate_at_step is the proved trajectory",
+            "theory.quadratic.iterate_at_step(H, theta_0, theta*, eta, t) = theta* + "
+            "(I - eta H)^t (theta_0 - theta*) at exact points",
+            "exhaustive",
+            lambda budget: _tie("iterate"),
+            uses=("trajectory",),
+        ),
+        Obligation(
+            "loss_at_step is the loss at the proved trajectory",
+            "theory.quadratic.loss_at_step = L* + 1/2 (theta_t - theta*)^T H (theta_t - theta*)"
+            " at the proved theta_t",
+            "exhaustive",
+            lambda budget: _tie("loss"),
+            uses=("trajectory",),
+        ),
+        Obligation(
+            "T5 evaluate is the proved loss",
+            "THEOREM.evaluate(hessian, theta_0, theta*, L*, eta, t) = loss at the proved theta_t",
+            "exhaustive",
+            lambda budget: _tie("evaluate"),
+            uses=("trajectory", "loss (theory's conclusion)"),
+        ),
+    )
+    tie_control = Obligation(
+        "iterate_at_step at t against the trajectory at t + 1",
+        "iterate_at_step(..., t) = theta_{t+1} (exponent shifted: must be refuted)",
+        "exhaustive",
+        lambda budget: _tie("iterate", shift=1),
+        kind="control",
+    )
     return Proof(
         thm,
         (
+            *ties,
             gradient,
             factored,
             *trajectory.obligations(),
@@ -228,6 +364,7 @@ def proof() -> Proof:
             wrong_power,
             unstable,
             slowest_control,
+            tie_control,
         ),
         summary="matrix recurrence by induction, modes by the spectral theorem",
     )

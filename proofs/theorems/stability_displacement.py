@@ -18,13 +18,12 @@ from __future__ import annotations
 import sympy as sp
 import z3
 
-from proofs.axioms import BETA_SMOOTH, CAUCHY_SCHWARZ
+from proofs.axioms import CAUCHY_SCHWARZ
 from proofs.obligation import Proof
-from proofs.solver import Fact, identity_obligation, z3_obligation
+from proofs.solver import Fact, identity_obligation, premise, z3_obligation
 from proofs.statements import (
     assumption_fact,
     gradient_bound_is_axiom,
-    hypothesis_is_axiom,
     mutate,
     parameter_facts,
     var,
@@ -35,19 +34,23 @@ from theory.theorems import smoothness_sandwich as t1
 from theory.theorems import stability_displacement as t7
 
 
-def _abs(value: z3.ArithRef) -> z3.ArithRef:
-    return z3.If(value >= 0, value, -value)
-
-
 def proof() -> Proof:
     thm = t7.THEOREM
-    sandwich_for_g = formula(
-        t1.THEOREM.conclusion, {"L0": var(sym.g0), "L1": var(sym.g1), "beta": var(sym.beta_g)}
+    # T1 (proved) for g: its β-smoothness hypothesis is theory's beta_g_smooth
+    sandwich_for_g = premise(
+        "T1 smoothness_sandwich",
+        formula(
+            t1.THEOREM.conclusion,
+            {"L0": var(sym.g0), "L1": var(sym.g1), "beta": var(sym.beta_g)},
+        ),
     )
     facts: list[Fact] = [
         *parameter_facts(thm, without=["eps_positive"]),
         sandwich_for_g,
-        CAUCHY_SCHWARZ(var(sym.gdot), var(sym.grad_norm), var(sym.delta_norm)),
+        premise(
+            "cauchy_schwarz",
+            CAUCHY_SCHWARZ(var(sym.gdot), var(sym.grad_norm), var(sym.delta_norm)),
+        ),
         assumption_fact(thm, t7.GRADIENT_AT_ORIGIN.name),
     ]
     displacement = z3_obligation(
@@ -117,20 +120,12 @@ def proof() -> Proof:
         thm.radius.subs(sym.G_g, 0).xreplace(positive),
         sp.sqrt(2 * sym.eps / sym.beta_g).xreplace(positive),
     )
-    gx, gy, x, y = var(sym.grad_x), var(sym.grad_y), var(sym.x), var(sym.y)
-    smooth_is_axiom = hypothesis_is_axiom(
-        thm,
-        t7.BETA_G_SMOOTH.name,
-        "beta_smooth",
-        BETA_SMOOTH(_abs(gx - gy), var(sym.beta_g), _abs(x - y)),  # |·|: the 1-d norm
-    )
     gradient_is_axiom = gradient_bound_is_axiom(
         thm, t7.GRADIENT_AT_ORIGIN.name, sym.grad_norm, sym.G_g
     )
     return Proof(
         thm,
         (
-            smooth_is_axiom,
             gradient_is_axiom,
             displacement,
             same_root,

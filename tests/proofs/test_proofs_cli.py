@@ -32,6 +32,9 @@ ROW_KEYS = {
     "counterexample",
     "detail",
     "uses",
+    "needed",
+    "not_needed",
+    "defining",
 }
 STATUSES = {"proved", "checked", "refuted", "failed", "unknown"}
 
@@ -110,7 +113,7 @@ def test_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
         assert set(row) == ROW_KEYS
         assert row["theorem"] == "stability_displacement" and row["label"] == "T7"
         assert row["status"] in STATUSES
-        assert row["method"] in {"z3", "sympy", "exhaustive"}
+        assert row["method"] in {"z3", "sympy", "exhaustive", "coq"}
         assert row["kind"] in {"obligation", "control"}
 
 

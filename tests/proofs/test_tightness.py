@@ -8,6 +8,7 @@ import sympy as sp
 from proofs import tightness
 from theory import symbols as sym
 from theory.theorems import clipped_sgd_progress as t2
+from theory.theorems import gradient_steps_exact as t9
 
 pytestmark = pytest.mark.slow
 
@@ -47,3 +48,25 @@ def test_a_bound_below_the_worst_case_is_caught() -> None:
     assert not rows[0].sound
     assert rows[0].ratio < 1.0
     assert sp.Rational(rows[0].worst_case).limit_denominator(100) == sp.Rational(3, 2)
+
+
+def test_t9_equals_the_exact_worst_case_with_the_same_dual_certificate() -> None:
+    rows = tightness.exactness_table(steps=(1, 2, 5), step_sizes=(0.5, 3.0))
+    for row in rows:
+        assert row.exact, (row.steps, row.eta_beta, row.ratio)
+        assert row.multipliers_agree, (row.multipliers, row.closed_form)
+
+
+@pytest.mark.negative_control
+def test_t9_without_its_last_step_extra_is_caught() -> None:
+    """N c alone (the last step's extra βη²G²/4 dropped) is below the worst case."""
+
+    def smaller(steps: int, beta: float, gradient_bound: float, eta: float) -> float:
+        return float(
+            (sym.t * t9.STEP_WORST).subs(
+                {sym.t: steps, sym.beta: beta, sym.G: gradient_bound, sym.eta: eta}
+            )
+        )
+
+    rows = tightness.exactness_table(steps=(2,), step_sizes=(1.0,), bound=smaller)
+    assert not rows[0].exact and rows[0].ratio < 1.0

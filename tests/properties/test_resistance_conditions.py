@@ -40,7 +40,7 @@ from empirical.benchmark import Benchmark, BenchmarkSizes, embedded_benchmark
 from empirical.model import load_model
 from empirical.testing import strategies as hst
 from empirical.trajectory import Trajectory
-from theory.conditions import StrongResistance, WeakResistance
+from theory.conditions import HarmCertificate, StrongResistance, WeakResistance
 from theory.curve import Curve
 from theory.verdict import Status, Verdict
 
@@ -170,7 +170,17 @@ def test_strong_resistance_implies_weak(
     if weak.violated:
         assert strong.violated
         assert strong.first_violation_step == weak.first_violation_step
-    certificate = {"certifies_every_step": True, "description": "property test"}
+    one_run = {"certifies_every_step": True, "description": "property test"}
+    assert not measured.strong(phi).check(curve, one_run).holds  # a loss-level, one-run bound
+    certificate = HarmCertificate(
+        about="harm_proxy",
+        proxy=proxy,
+        threshold=phi,
+        every_step=True,
+        every_attack=True,
+        threat_model="property test",
+        source="property test fixture",
+    )
     certified = measured.strong(phi).check(curve, certificate)
     if certified.holds:
         assert measured.weak(phi, budget).check(curve, certificate).holds

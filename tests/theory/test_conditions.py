@@ -21,10 +21,12 @@ import sympy as sp
 from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
+from pydantic import ValidationError
 
 from theory import framework as fw
 from theory.conditions import (
     Generalization,
+    HarmCertificate,
     Stability,
     StrongResistance,
     Trainability,
@@ -38,6 +40,16 @@ from theory.verdict import Status, Verdict
 GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # coarse values, so that ties f = φ are frequent
 grid = st.sampled_from(GRID)
 CERTIFICATE = {"certifies_every_step": True, "description": "T6 contraction tail (test)"}
+#: a certificate of the shape strong resistance needs (a test fixture, not a project result)
+HARM_CERTIFICATE = HarmCertificate(
+    about="harm_proxy",
+    proxy="refusal-free rate (test)",
+    threshold=0.5,
+    every_step=True,
+    every_attack=True,
+    threat_model="SGD attacks with lr <= 1e-3 (test)",
+    source="test fixture",
+)
 certificates = st.sampled_from(
     [None, CERTIFICATE, {"certifies_every_step": False, "description": "local only"}]
 )
@@ -437,20 +449,62 @@ def test_strong_resistance_needs_a_certificate() -> None:
         certifies_every_step: bool
         description: str
 
-    assert strong.check(clean, Tail(True, "contraction from step 5")).holds
+    one_run = strong.check(clean, Tail(True, "contraction from step 5"))
+    assert one_run.status is Status.INCONCLUSIVE and "HarmCertificate" in one_run.reason
+    assert one_run.evidence["certificate"] == {
+        "certifies_every_step": True,
+        "description": "contraction from step 5",
+        "establishes_strong_resistance": False,
+    }
     local = strong.check(clean, Tail(False, "bounded for 100 steps"))
-    assert local.status is Status.INCONCLUSIVE and "does not cover every t" in local.reason
+    assert local.status is Status.INCONCLUSIVE and "part of this run only" in local.reason
     with pytest.raises(AssumptionError, match="certificate_protocol"):
         strong.check(clean, {"certifies_every_step": "yes", "description": "x"})
-    refuted = strong.check(Curve((0, 10), (0.1, 0.9), horizon=10), CERTIFICATE)
+    refuted = strong.check(Curve((0, 10), (0.1, 0.9), horizon=10), HARM_CERTIFICATE)
     assert refuted.violated and refuted.first_violation_step == 10
-    diverged = strong.check(Curve((0, 10), (0.1, math.nan), 10, diverged_at=10), CERTIFICATE)
+    diverged = strong.check(Curve((0, 10), (0.1, math.nan), 10, diverged_at=10), HARM_CERTIFICATE)
     assert diverged.status is Status.INCONCLUSIVE
 
 
+def test_strong_resistance_holds_only_with_a_harm_certificate_for_the_threat_model() -> None:
+    strong = StrongResistance(0.5)
+    clean = Curve((0, 10), (0.1, 0.2), horizon=10)
+    certified = strong.check(clean, HARM_CERTIFICATE)
+    assert certified.holds and "every attack of" in certified.reason
+    assert certified.evidence["certificate"]["about"] == "harm_proxy"
+
+
+@pytest.mark.negative_control
+@pytest.mark.parametrize(
+    ("change", "gap"),
+    [
+        ({"about": "loss"}, "not the harm proxy"),
+        ({"every_step": False}, "does not cover every t"),
+        ({"every_attack": False}, "does not cover every attack"),
+        ({"threshold": 0.6}, "above phi"),
+    ],
+)
+def test_a_harm_certificate_short_of_the_threat_model_is_inconclusive(
+    change: dict[str, object], gap: str
+) -> None:
+    """Each count on which a certificate falls short keeps the verdict inconclusive."""
+    short = HARM_CERTIFICATE.model_copy(update=change)
+    verdict = StrongResistance(0.5).check(Curve((0, 10), (0.1, 0.2), horizon=10), short)
+    assert verdict.status is Status.INCONCLUSIVE and gap in verdict.reason
+
+
+def test_harm_certificate_is_a_typed_record() -> None:
+    with pytest.raises(ValidationError):
+        HarmCertificate(**{**HARM_CERTIFICATE.model_dump(), "about": "vibes"})
+    with pytest.raises(ValidationError):
+        HarmCertificate(**{**HARM_CERTIFICATE.model_dump(), "threshold": math.nan})
+    with pytest.raises(ValidationError):
+        HarmCertificate(**{**HARM_CERTIFICATE.model_dump(), "extra": 1})
+
+
 def test_strong_resistance_with_a_contraction_tail_certificate() -> None:
-    """T6 on a contracting attack: the harmful loss L never goes below its floor, so the harm
-    proxy f = −L (range (−inf, 0]) stays below φ = −τ for every t when floor > τ."""
+    """T6 on a contracting attack: the harmful loss L never goes below its floor. That is a
+    loss-level bound for this one run: shown as evidence, strong resistance inconclusive."""
     from theory.theorems.contraction_tail import tail_bound
 
     loss, gradient_bound, update, factor = 2.0, 1.0, 0.1, 0.5
@@ -466,7 +520,9 @@ def test_strong_resistance_with_a_contraction_tail_certificate() -> None:
         strong = StrongResistance(-tau, proxy_range=(-math.inf, 0.0))
         verdict = serialisable(strong.check(curve, certificate))
         if certified:
-            assert verdict.holds and "TailBound" in verdict.reason
+            assert verdict.status is Status.INCONCLUSIVE
+            assert "TailBound" in verdict.evidence["certificate"]["description"]
+            assert verdict.evidence["certificate"]["certifies_every_step"] is True
         else:  # the run itself dips below tau = 1.85: refuted, whatever the certificate says
             assert verdict.violated and losses[verdict.first_violation_step or 0] < tau
 
@@ -779,8 +835,10 @@ def test_generalization_checks_the_split() -> None:
     with pytest.raises(AssumptionError, match="domain_known"):
         Generalization(weak, "sideways")  # type: ignore[arg-type]
     strong = Generalization(StrongResistance(0.5), "in-domain")
-    certified = strong.check(curve, [1], [2], ["r"], ["r"], certificate=CERTIFICATE)
+    certified = strong.check(curve, [1], [2], ["r"], ["r"], certificate=HARM_CERTIFICATE)
     assert certified.holds and certified.condition == "generalization_in_domain"
+    one_run = strong.check(curve, [1], [2], ["r"], ["r"], certificate=CERTIFICATE)
+    assert one_run.status is Status.INCONCLUSIVE
     text = cross.latex()
     assert r"D'_{\mathrm{harmful}} \cap D_{\mathrm{harmful}} = \emptyset" in text
     assert r"f{\left(M^{*}_{{\theta}_{t}},D'_{\mathrm{harmful}} \right)}" in text

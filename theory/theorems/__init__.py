@@ -1,4 +1,4 @@
-"""The catalogue of theorems, one module per theorem (T1 ... T8).
+"""The catalogue of theorems, one module per theorem (T1 ... T9).
 
 ``CATALOGUE_MODULES`` lists them in order; ``theory.catalogue()`` instantiates each module's
 ``THEOREM``. Adding a theorem: write ``theory/theorems/<name>.py`` defining ``THEOREM``, add
@@ -16,4 +16,5 @@ CATALOGUE_MODULES: tuple[str, ...] = (
     "contraction_tail",  # T6
     "stability_displacement",  # T7
     "binomial_confidence",  # T8
+    "gradient_steps_exact",  # T9
 )
