@@ -76,7 +76,10 @@ class LoraSettings(BaseModel):
     """LoRA (Hu et al., ICLR 2022): W + (α/r)·B A with rank ``r``, only A and B trained.
 
     ``target_modules`` are module names of the model (GPT-2: ``c_attn``, ``c_proj``,
-    ``c_fc``); ``dropout`` applies to the adapter's input.
+    ``c_fc``), or ``("auto",)`` (the default): the architecture's usual targets
+    (``empirical.lora.resolve_target_modules``: peft's per-model defaults; GPT-2 ``c_attn``
+    and ``c_proj``; every linear layer but the head when peft has none); ``dropout`` applies
+    to the adapter's input.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -84,7 +87,7 @@ class LoraSettings(BaseModel):
     r: int = Field(default=8, ge=1)
     alpha: int = Field(default=16, ge=1)
     dropout: UnitFraction = 0.0
-    target_modules: tuple[str, ...] = Field(default=("c_attn", "c_proj"), min_length=1)
+    target_modules: tuple[str, ...] = Field(default=("auto",), min_length=1)
 
 
 class AttackConfig(BaseModel):
@@ -315,6 +318,29 @@ def batches_of(tensors: Mapping[str, Tensor], batch_size: int) -> list[dict[str,
 def flat_parameters(parameters: Sequence[Tensor]) -> Tensor:
     """The parameters as one float32 vector θ ∈ ℝᵈ (a copy)."""
     return torch.cat([p.detach().reshape(-1).float() for p in parameters])
+
+
+class ParameterFlattener:
+    """``flat_parameters`` for the same parameters at every step, without its per-tensor
+    Python work: flat views of contiguous float32 parameters are made once (they follow
+    the in-place optimizer updates) and each call is one ``torch.cat`` into a fresh
+    tensor, equal to ``flat_parameters`` element for element (≈ 15 µs instead of ≈ 65 µs
+    for the embedded model's 28 tensors, measured with ``time.process_time``). Other
+    parameters (another dtype, non-contiguous) take ``flat_parameters``."""
+
+    def __init__(self, parameters: Sequence[Tensor]) -> None:
+        self.parameters = list(parameters)
+        self.views: list[Tensor] | None = None
+        if all(p.dtype == torch.float32 and p.is_contiguous() for p in self.parameters):
+            self.views = [p.detach().view(-1) for p in self.parameters]
+
+    def flat(self) -> Tensor:
+        """θ as a fresh float32 vector."""
+        if self.views is None:
+            return flat_parameters(self.parameters)
+        return torch.cat(self.views)
+
+    __call__ = flat
 
 
 def mean_token_loss(model: nn.Module, batches: Sequence[Mapping[str, Tensor]]) -> float:
@@ -769,8 +795,12 @@ class _AttackLoop:
             warmup_fraction=config.warmup_fraction,
             total_steps=config.budget_steps,
         )
-        self.start = flat_parameters(parameters)
+        self.flatten = ParameterFlattener(parameters)
+        self.start = self.flatten()
         self.previous = self.start
+        # Δ_s and θ_{s+1} − θ_0 are written into buffers made once (no allocation per step)
+        self._delta = torch.empty_like(self.start)
+        self._offset = torch.empty_like(self.start)
         self.probe_gradient: Tensor | None = None
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0
@@ -856,11 +886,12 @@ class _AttackLoop:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        current = flat_parameters(self.parameters)
+        current = self.flatten()
         if self.on_iterate is not None:
             self.on_iterate(step + 1, current)
-        delta = current - self.previous
-        measured = [delta.norm(), (current - self.start).norm()]
+        delta = torch.sub(current, self.previous, out=self._delta)
+        offset = torch.sub(current, self.start, out=self._offset)
+        measured = [delta.norm(), offset.norm()]
         if self.probe_gradient is not None:
             measured.append(torch.dot(self.probe_gradient, delta))
         values = torch.stack(measured).tolist()
