@@ -1011,6 +1011,12 @@ class Trainability(_ConditionBase):
                 )
         if failures:
             return verdict(Status.VIOLATED, "; ".join(failures))
+        if step_original == 0 and step_immunized == 0:
+            return verdict(
+                Status.INCONCLUSIVE,
+                f"the target {goal:g} is met at step 0 by both models: the fine-tuning runs "
+                "show nothing about trainability",
+            )
         return verdict(
             Status.HOLDS,
             f"best g {best_immunized:g} (M*) vs {best_original:g} (M); target {goal:g} reached "
