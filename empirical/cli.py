@@ -128,6 +128,9 @@ def main() -> None:
     except Exception as exc:
         internal_error(exc)
     else:
+        if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130), without a message
+            sys.stderr.write("hfta: interrupted; rerun the same command to resume\n")
+            raise SystemExit(EXIT_INTERRUPTED)
         if isinstance(code, int) and code != 0:
             raise SystemExit(code)
 

@@ -9,11 +9,13 @@ writing anything (bad input: one line on stderr, exit code 2, nothing written): 
 its data files, its model folders (config, tokenizer, safetensors header and shapes) and
 ``--out``. An existing ``--out`` that is not a previous ``hfta verify`` output is refused and
 left untouched unless ``--force`` (``empirical.outputs``); replacing a previous run is said.
-The verification (``empirical.verify.pipeline``) caches its attacks, search, immunized models
-and theory measurements in ``OUT.cache`` (a killed run, rerun with the same command, resumes
-from there), under a lock: a second run on the same ``--out`` is refused with one "busy"
-line. ``OUT/verdict.json``, ``OUT/report.md``, ``OUT/figures/`` and ``OUT/trajectories/``
-are written in a staging folder that is renamed to ``OUT`` at the end.
+The verification caches its attacks, search, immunized models and theory measurements in
+``OUT.cache`` (a killed run, rerun with the same command, resumes from there), under a lock:
+a second run on the same ``--out`` is refused with one "busy" line. ``OUT/verdict.json``,
+``OUT/report.md``, ``OUT/figures/`` and ``OUT/trajectories/`` are written in a staging
+folder that is renamed to ``OUT`` at the end. All of it is one Python call,
+``empirical.verify.api.verify_claim``; this command adds the flags, the printing and the
+exit code.
 
 Exit codes: 0 every claimed condition holds; 1 one is violated or inconclusive; 2 bad input;
 3 internal error or a run that does not reproduce (traceback in ``OUT.cache/logs``);
@@ -22,21 +24,12 @@ Exit codes: 0 every claimed condition holds; 1 one is violated or inconclusive; 
 
 from __future__ import annotations
 
-import tempfile
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from empirical.cli import app
-
-EXECUTORS: tuple[str, ...] = ("local", "ray")
-
-
-def default_output() -> Path:
-    """``runs/verify-<local time>`` under the working directory."""
-    return Path("runs") / time.strftime("verify-%Y%m%d-%H%M%S")
 
 
 @app.command("verify")
@@ -64,17 +57,8 @@ def verify_command(
 ) -> None:
     """Verify a claimed immunization guarantee; exit 0 if every claimed condition holds."""
     from empirical.cli import set_log_directory
-    from empirical.outputs import RunLock, claim_output, claim_work_folder, publish
-    from empirical.verify.claim import DEFAULT_CLAIM, load_claim
-    from empirical.verify.figures import figures
-    from empirical.verify.pipeline import (
-        VerifyOptions,
-        Workspace,
-        prepare,
-        verify,
-        work_directory,
-    )
-    from empirical.verify.report import write_outputs
+    from empirical.verify.api import EXECUTORS, verify_claim
+    from empirical.verify.workspace import VerifyOptions
     from theory.errors import HftaInputError
 
     if executor not in EXECUTORS:
@@ -83,51 +67,31 @@ def verify_command(
         raise HftaInputError("--ray-address needs --executor ray")
     if threads < 1:
         raise HftaInputError(f"--threads must be at least 1, got {threads}")
-    path = DEFAULT_CLAIM if claim is None else claim
-    if claim is None and not path.is_file():
-        raise HftaInputError(
-            f"no claim given and the bundled default {path} is missing (give a claim file)"
-        )
-    parsed = load_claim(path)
-    destination = default_output() if out is None else out
-    claim_output(destination, "verify", force=force)
-    prepared = prepare(parsed, path)
-    work = work_directory(destination)
-    claim_work_folder(work, "verify")
 
-    import torch
     from rich.console import Console
-    from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    torch.set_num_threads(threads)
     errors = Console(stderr=True)
 
     def log(message: str) -> None:
         if not quiet:
             errors.print(f"[dim]verify:[/dim] {message}", highlight=False)
 
-    with RunLock(work, "verify", destination):
-        plan = claim_output(destination, "verify", force=force)  # again, under the lock
-        notice = plan.notice()
-        if notice is not None:
-            log(notice)
-        set_log_directory(work / "logs")
-        workspace = Workspace(work)
-        options = VerifyOptions(
-            executor=executor,  # type: ignore[arg-type]
-            ray_address=ray_address,
-            progress=not quiet,
-            threads=threads,
-        )
-        started = time.perf_counter()
-        outcome = verify(prepared, workspace, options=options, log=log)
-        log("drawing the figures and writing the report")
-        staging = Path(tempfile.mkdtemp(prefix="partial-", dir=work))
-        record = write_outputs(outcome, staging, figures(outcome))
-        publish(staging, plan)
-    _summary(record, destination, time.perf_counter() - started, quiet)
-    raise typer.Exit(outcome.exit_code)
+    options = VerifyOptions(
+        executor=executor,  # type: ignore[arg-type]
+        ray_address=ray_address,
+        progress=not quiet,
+        threads=threads,
+    )
+    result = verify_claim(
+        claim,
+        out,
+        force=force,
+        options=options,
+        log=log,
+        on_locked=lambda work: set_log_directory(work / "logs"),
+    )
+    _summary(result.record, result.out, result.seconds, quiet)
+    raise typer.Exit(result.exit_code)
 
 
 def _summary(record: dict[str, object], destination: Path, seconds: float, quiet: bool) -> None:

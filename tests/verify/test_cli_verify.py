@@ -87,7 +87,7 @@ def _invoke(args: list[str]) -> tuple[int, str]:
         mock.patch.object(sys, "argv", ["hfta", *args]),
         contextlib.redirect_stderr(errors),
         contextlib.redirect_stdout(io.StringIO()),
-        mock.patch("empirical.verify.pipeline.verify", side_effect=ReachedTheRunError),
+        mock.patch("empirical.verify.api.verify", side_effect=ReachedTheRunError),
     ):
         try:
             main()

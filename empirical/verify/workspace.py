@@ -1,0 +1,140 @@
+"""The verifier's work directory, its content digests and how a verification runs.
+
+Work directory (``work_directory(out)`` = ``OUT.cache``, next to the output): the attack
+store (``attacks/``, ``empirical.verify.store.ResultStore``), the optuna study
+(``search.sqlite3``), the data files the attacks read (``data/``, named by the sha256 of
+their content), the immunized models (``models/<defence>-<key>``, keyed by
+``defence.defence_cache_key``) and the theory measurements (``theory/<attack key>.json``).
+Deleting it costs only recomputation; keeping it makes a rerun reuse all of it.
+
+Claiming the output and work folders, the run lock and the atomic publication of the output
+live in ``empirical.outputs`` (``claim_output``, ``claim_work_folder``, ``RunLock``,
+``publish``); ``empirical.verify.api.verify_claim`` uses them around ``verify``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from empirical.data import Example, fingerprint, save_examples
+from empirical.verify.executors import ExecutorName
+from empirical.verify.store import ResultStore
+
+__all__ = [
+    "WORK_FORMAT",
+    "Log",
+    "VerifyOptions",
+    "Workspace",
+    "directory_digest",
+    "silent",
+    "threads",
+    "work_directory",
+    "write_json",
+]
+
+WORK_FORMAT = 1
+"""Version of the work directory's layout (part of the immunized-model cache key)."""
+
+Log = Callable[[str], None]
+"""Where the verifier says what it is doing (one line per stage)."""
+
+
+def silent(message: str) -> None:
+    """A ``Log`` that drops every message."""
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """How to run (not what to verify): executor, ray address, progress bars, torch threads."""
+
+    executor: ExecutorName = "local"
+    ray_address: str | None = None
+    progress: bool = True
+    threads: int = 1
+
+
+def work_directory(out: Path) -> Path:
+    """The work directory of an output directory: ``OUT.cache`` next to it."""
+    out = Path(out).resolve()
+    return out.with_name(out.name + ".cache")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The work directory's layout (see the module docstring)."""
+
+    root: Path
+
+    @property
+    def store(self) -> ResultStore:
+        return ResultStore(self.root / "attacks")
+
+    @property
+    def study(self) -> Path:
+        return self.root / "search.sqlite3"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def theory(self) -> Path:
+        return self.root / "theory"
+
+    def data_file(self, split: str, examples: Sequence[Example]) -> Path:
+        """A JSONL copy of ``examples`` named by its content (written once, atomically).
+
+        The name is ``SPLIT-H`` with H the first 16 hex digits of sha256 over, per example,
+        its fingerprint, its safety bit and its category, in order."""
+        digest = hashlib.sha256()
+        for example in examples:
+            digest.update(fingerprint(example).encode())
+            digest.update(b"1" if example.is_safe else b"0")
+            digest.update(example.category.encode())
+        path = self.root / "data" / f"{split}-{digest.hexdigest()[:16]}.jsonl"
+        if not path.is_file():
+            save_examples(examples, path)
+        return path
+
+
+def directory_digest(path: Path | None) -> str:
+    """sha256 over the files of a model directory (relative names and the sha256 of each
+    file's bytes, sorted by name); ``None`` is the embedded model."""
+    from empirical.model import EMBEDDED_MODEL_DIR
+
+    directory = EMBEDDED_MODEL_DIR if path is None else path
+    digest = hashlib.sha256()
+    for item in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(str(item.relative_to(directory)).encode())
+        digest.update(hashlib.sha256(item.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON to ``path`` atomically (a temporary file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(value, handle, indent=1, sort_keys=True)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def threads(count: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``count`` inside the block (restored after)."""
+    from empirical.verify.executors import torch_threads
+
+    with torch_threads(count):
+        yield
