@@ -94,9 +94,11 @@ def test_targets_follow_peft_per_architecture(models: dict[str, Path]) -> None:
     assert resolve_target_modules(llama, AUTO) == target_modules_for_type("llama")
     assert resolve_target_modules(llama) == ("q_proj", "v_proj")
     assert resolve_target_modules(neox, AUTO) == ("query_key_value",)
-    # GPT-2 keeps the toolkit's targets (peft alone would adapt c_attn only)
-    assert resolve_target_modules(gpt2, AUTO) == ("c_attn", "c_proj") == LoraSettings(
-    ).target_modules
+    # GPT-2 keeps the toolkit's targets (peft alone would adapt c_attn only); the default
+    # settings ask for "auto", so every architecture gets its own targets
+    assert LoraSettings().target_modules == AUTO
+    assert resolve_target_modules(gpt2, AUTO) == ("c_attn", "c_proj")
+    assert resolve_target_modules(llama, LoraSettings().target_modules) == ("q_proj", "v_proj")
     assert model_type_of(models["gpt_neox"]) == "gpt_neox"
     assert model_type_of(models["llama"] / "nowhere") is None
 
@@ -134,7 +136,8 @@ def test_an_architecture_without_a_peft_default_gets_every_linear_but_the_head()
 def test_gpt2_names_on_llama_are_refused_as_before(models: dict[str, Path]) -> None:
     llama, _ = load_model(models["llama"])
     with pytest.raises(HftaInputError, match="not found"):
-        resolve_target_modules(llama, LoraSettings().target_modules)
+        gpt2_names = LoraSettings(target_modules=("c_attn", "c_proj")).target_modules
+        resolve_target_modules(llama, gpt2_names)
 
 
 # --------------------------------------------------------------------------- real attacks
