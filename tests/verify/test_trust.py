@@ -299,6 +299,8 @@ def test_sigint_mid_run_exits_130_and_the_rerun_resumes(tmp_path: Path) -> None:
     """Ctrl-C during the attacks: exit 130, "interrupted; rerun the same command to resume",
     no output folder; the same command then finishes, reusing the finished attacks."""
     claim = _claim(tmp_path)
+    # 8 attacks: the interrupt lands while most are still to run, even on a loaded machine
+    claim.write_text(claim.read_text().replace("seeds = [0]", "seeds = [0, 1, 2, 3]"))
     out = tmp_path / "out"
     store = tmp_path / "out.cache" / "attacks"
     process = subprocess.Popen(
@@ -315,8 +317,8 @@ def test_sigint_mid_run_exits_130_and_the_rerun_resumes(tmp_path: Path) -> None:
         time.sleep(0.2)
     assert process.poll() is None, "the run finished before it could be interrupted"
     os.kill(process.pid, signal.SIGINT)
-    _, errors = process.communicate(timeout=120)
-    assert process.returncode == 130, errors
+    output, errors = process.communicate(timeout=120)
+    assert process.returncode == 130, (output, errors)
     _one_error_line(errors, "interrupted; rerun the same command to resume")
     assert not out.exists()
     finished = {p.name: p.stat().st_mtime_ns for p in store.glob("*.json")}
