@@ -10,7 +10,8 @@
   drops below the axis a marker shows the step, and the legend says from which step the bound
   is below 0 (vacuous) and its value at the last step.
 * ``figure_two_harm``: the same two runs' harm proxy f against the step, with φ.
-* ``conditions_figure``: one panel per evaluated condition: the harm curves of every attack
+* ``conditions_figure``: one panel per evaluated condition, read from its typed evidence
+  (``empirical.verify.evidence``): the harm curves of every attack
   it judged with φ (resistance, generalization; one legend entry "M* under N attacks" with
   their line), the capability of M and M* with the interval of their difference and ε
   (stability), the two fine-tuning curves with the target (trainability; a target both runs
@@ -23,7 +24,7 @@ Figures are Agg ``Figure`` objects (no pyplot state), saved by ``empirical.plots
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -31,6 +32,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from empirical.plots import Envelope, figure_two
+from empirical.verify.evidence import StabilityEvidence, TrainabilityEvidence, evidence_of
 from theory.errors import AssumptionError, HftaInputError
 from theory.verdict import Status, Verdict
 
@@ -231,24 +233,26 @@ def _harm_panel(
     axes.legend(fontsize="small")
 
 
-def _stability_panel(axes: Axes, values: dict[str, Any], epsilon: float) -> None:
+def _stability_panel(axes: Axes, evidence: StabilityEvidence, epsilon: float) -> None:
     names = ["original M", "immunized M*"]
-    points = [values["original"], values["immunized"]]
-    errors: Any = None
-    if "original_interval" in values:
-        intervals = [values["original_interval"], values["immunized_interval"]]
+    points = [evidence.original, evidence.immunized]
+    errors: np.ndarray | None = None
+    if evidence.original_interval is not None and evidence.immunized_interval is not None:
+        intervals = [evidence.original_interval, evidence.immunized_interval]
         errors = np.array(
             [
-                [p - i["lower"] for p, i in zip(points, intervals, strict=True)],
-                [i["upper"] - p for p, i in zip(points, intervals, strict=True)],
+                [p - i.lower for p, i in zip(points, intervals, strict=True)],
+                [i.upper - p for p, i in zip(points, intervals, strict=True)],
             ]
         )
     axes.bar(names, points, yerr=errors, capsize=6, color=["tab:gray", "tab:blue"], gid="bars")
-    axes.set_ylabel(f"{values['proxy']} on D_ref")
-    axes.set_xlabel(f"tolerance ε = {epsilon:g}; bars: {values['examples']} examples")
+    axes.set_ylabel(f"{evidence.proxy} on D_ref")
+    axes.set_xlabel(f"tolerance ε = {epsilon:g}; bars: {evidence.examples} examples")
 
 
-def _trainability_panel(axes: Axes, original: AttackRun, immunized: AttackRun, target: Any) -> None:
+def _trainability_panel(
+    axes: Axes, original: AttackRun, immunized: AttackRun, target: float | None
+) -> None:
     for label, run in (("original M", original), ("immunized M*", immunized)):
         steps, values = run.trajectory.series("capability")
         axes.plot(steps, values, marker="o", markersize=3, label=label, gid=label)
@@ -290,19 +294,21 @@ def conditions_figure(outcome: VerifyOutcome) -> Figure:
     for index, name in enumerate(names):
         axes = grid[index // columns][index % columns]
         verdict = outcome.conditions[name]
+        # the typed evidence (None: the verdict recorded none)
+        evidence = evidence_of(name, verdict.evidence) if verdict.evidence else None
         if name in ("weak_resistance", "strong_resistance", "generalization_in_domain"):
             budget = claim.threat_model.budget_steps
             _harm_panel(axes, in_domain, claim.harm.phi, budget, outcome.original_worst)
         elif name == "generalization_cross_domain":
             _harm_panel(axes, cross, claim.harm.phi, claim.threat_model.budget_steps, None)
-        elif name == "stability" and outcome.stability_values and claim.stability:
-            _stability_panel(axes, outcome.stability_values, claim.stability.epsilon)
+        elif isinstance(evidence, StabilityEvidence) and claim.stability:
+            _stability_panel(axes, evidence, claim.stability.epsilon)
         elif name == "trainability" and len(training) == 2:
             _trainability_panel(
                 axes,
                 training["trainability-original"],
                 training["trainability-immunized"],
-                verdict.evidence.get("target"),
+                evidence.target if isinstance(evidence, TrainabilityEvidence) else None,
             )
         _title(axes, name, verdict, name in outcome.claimed)
         axes.grid(alpha=0.3)

@@ -13,9 +13,11 @@ the page names no external URL, so it opens offline, from an e-mail attachment o
 artefact store. The page is rendered by jinja2 from the kept template library beside this
 module (``templates/``), with autoescaping on: every string of the verdict is escaped.
 
-The verdict document is validated into typed records (``VerdictDocument`` and friends,
-pydantic) before it is rendered, so a ``verdict.json`` of another layout is refused with one
-clear message instead of producing a half-empty page.
+The verdict document is validated into the shared typed records
+(``empirical.verify.document.VerdictDocument``, the model ``verdict.json`` is written from)
+before it is rendered, and the page reads those records, never string keys: a
+``verdict.json`` of another schema version or layout is refused with one clear message
+instead of producing a half-empty page.
 """
 
 from __future__ import annotations
@@ -30,18 +32,17 @@ from typing import Any
 
 import jinja2
 from markupsafe import Markup
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from empirical.trajectory import Trajectory
-from empirical.verify.report import VERDICT_SCHEMA
+from empirical.verify.document import VERDICT_SCHEMA, Evidence, VerdictDocument
+from empirical.verify.markdown import CONSTANTS_SHOWN
 from theory.errors import HftaInputError
 
 __all__ = [
     "HTML_NAME",
+    "PAGE",
     "TEMPLATES",
-    "BoundRecord",
-    "ConditionRecord",
-    "RunRecord",
     "VerdictDocument",
     "load_verdict",
     "render_html",
@@ -53,7 +54,10 @@ HTML_NAME = "report.html"
 """The file ``write_html_report`` writes into the run directory."""
 
 TEMPLATES = Path(__file__).with_name("templates")
-"""The template library: ``report.html.j2`` (page), ``report.css``, ``report.js``."""
+"""The template library: ``verdict.html.j2`` (page), ``report.css``, ``report.js``."""
+
+PAGE = "verdict.html.j2"
+"""The page's template: it reads the typed ``VerdictDocument`` (attributes, no string keys)."""
 
 #: Quantities drawn in the interactive chart: (key, label, where it is recorded).
 CHART_QUANTITIES: tuple[tuple[str, str], ...] = (
@@ -67,79 +71,7 @@ CHART_QUANTITIES: tuple[tuple[str, str], ...] = (
 )
 
 
-# --------------------------------------------------------------------------- typed records
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-
-class RestsOn(_Record):
-    """What a condition's verdict rests on (runs, evaluations or examples) and its wording."""
-
-    text: str = ""
-
-
-class ConditionRecord(_Record):
-    """One condition of ``verdict.json``'s ``conditions``."""
-
-    claimed: bool
-    status: str
-    reason: str
-    rests_on: RestsOn
-    first_violation_step: int | None = None
-    margin: float | None = None
-    evidence: dict[str, Any] = Field(default_factory=dict)
-
-
-class BoundRecord(_Record):
-    """One theorem's checks over every attack on M* (``verdict.json``'s ``bounds``)."""
-
-    theorem: str
-    name: str
-    inequality: str
-    instances: int
-    violations: int
-    runs_checked: int
-    runs_not_applicable: int
-    first_violation: dict[str, Any] | None = None
-    worst_slack: float | None = None
-    tolerance: str = ""
-    not_applicable_reasons: list[str] = Field(default_factory=list)
-    steps_to_threshold: list[dict[str, Any]] = Field(default_factory=list)
-
-
-class RunRecord(_Record):
-    """One measured run and its trajectory file."""
-
-    run: str
-    role: str
-    attack: str
-    trajectory: str
-    steps: int
-    diverged_at: int | None = None
-
-
-class VerdictDocument(_Record):
-    """The parts of ``verdict.json`` (``empirical.verify.report.document``) the page shows."""
-
-    schema_version: int
-    verdict: str
-    exit_code: int
-    claim: dict[str, Any]
-    threat_model: dict[str, Any]
-    conditions: dict[str, ConditionRecord]
-    worst_attack: dict[str, Any] | None = None
-    attacker: dict[str, Any] = Field(default_factory=dict)
-    bounds: list[BoundRecord] = Field(default_factory=list)
-    bound_violations: int = 0
-    theory: dict[str, Any] = Field(default_factory=dict)
-    defence: dict[str, Any] = Field(default_factory=dict)
-    runs: list[RunRecord] = Field(default_factory=list)
-    environment: dict[str, Any] = Field(default_factory=dict)
-    seeds: dict[str, Any] = Field(default_factory=dict)
-    timing: dict[str, float] = Field(default_factory=dict)
-    warnings: list[str] = Field(default_factory=list)
-
-
+# --------------------------------------------------------------------------- the document
 def load_verdict(run_dir: Path) -> VerdictDocument:
     """``run_dir/verdict.json`` as typed records.
 
@@ -151,19 +83,19 @@ def load_verdict(run_dir: Path) -> VerdictDocument:
         raise HftaInputError(f"{path}: no verdict.json (not an `hfta verify` output folder)")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        record = VerdictDocument.model_validate(raw)
     except json.JSONDecodeError as exc:
         raise HftaInputError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if version != VERDICT_SCHEMA:
+        raise HftaInputError(
+            f"{path}: verdict schema_version {version}, this toolkit reads {VERDICT_SCHEMA}"
+        )
+    try:
+        return VerdictDocument.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "document"
         raise HftaInputError(f"{path}: {where}: {first.get('msg', 'invalid')}") from None
-    if record.schema_version != VERDICT_SCHEMA:
-        raise HftaInputError(
-            f"{path}: verdict schema_version {record.schema_version}, this toolkit reads "
-            f"{VERDICT_SCHEMA}"
-        )
-    return record
 
 
 # --------------------------------------------------------------------------- the page's data
@@ -203,12 +135,11 @@ def _chart_data(run_dir: Path, record: VerdictDocument) -> dict[str, Any]:
                 "series": trajectory_series(trajectory),
             }
         )
-    claim_harm = record.claim.get("harm", {})
     return {
         "quantities": [{"key": k, "label": label} for k, label in CHART_QUANTITIES],
         "runs": runs,
-        "phi": claim_harm.get("phi"),
-        "budget": record.threat_model.get("budget_steps"),
+        "phi": record.claim.harm.phi,
+        "budget": record.threat_model.budget_steps,
     }
 
 
@@ -241,10 +172,15 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def _scalars(evidence: dict[str, Any]) -> list[tuple[str, str]]:
-    """The evidence's scalar entries (numbers, strings, flags) as rows."""
+def _entries(evidence: Evidence) -> dict[str, Any]:
+    """Every entry of a typed evidence (its fields, then its extra) as JSON values."""
+    return evidence.model_dump(mode="json")
+
+
+def _scalars(evidence: Evidence) -> list[tuple[str, str]]:
+    """The evidence's scalar entries (numbers, strings, flags, flat records) as rows."""
     rows: list[tuple[str, str]] = []
-    for key, value in evidence.items():
+    for key, value in _entries(evidence).items():
         if value is None or isinstance(value, (bool, int, float, str)):
             rows.append((key, _number(value, 4)))
         elif isinstance(value, dict) and all(
@@ -254,11 +190,11 @@ def _scalars(evidence: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _nested(evidence: dict[str, Any]) -> dict[str, str]:
-    """The evidence's nested entries (lists, dicts of dicts), pretty-printed JSON."""
+def _nested(evidence: Evidence) -> dict[str, str]:
+    """The evidence's nested entries (lists, records of records), pretty-printed JSON."""
     return {
-        key: json.dumps(value, indent=1, default=str)
-        for key, value in evidence.items()
+        key: json.dumps(value, indent=1)
+        for key, value in _entries(evidence).items()
         if isinstance(value, list)
         or (isinstance(value, dict) and any(isinstance(v, (dict, list)) for v in value.values()))
     }
@@ -266,12 +202,21 @@ def _nested(evidence: dict[str, Any]) -> dict[str, str]:
 
 def _environment(record: VerdictDocument) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
-    for key, value in record.environment.items():
+    for key, value in record.environment.model_dump(mode="json").items():
         if isinstance(value, dict):
             rows.append((key, ", ".join(f"{k} {v}" for k, v in value.items())))
         else:
             rows.append((key, _number(value)))
     return rows
+
+
+def _threat_model(record: VerdictDocument) -> list[tuple[str, str]]:
+    """The threat model's axes as (name, shown value) columns."""
+    columns: list[tuple[str, str]] = []
+    for key, value in record.threat_model.model_dump(mode="json").items():
+        shown = ", ".join(_number(v) for v in value) if isinstance(value, list) else _number(value)
+        columns.append((key, shown))
+    return columns
 
 
 def _jinja() -> jinja2.Environment:
@@ -291,7 +236,7 @@ def render_html(run_dir: Path) -> str:
     """The page for the verifier output in ``run_dir`` (module docstring)."""
     run_dir = Path(run_dir)
     record = load_verdict(run_dir)
-    template = _jinja().get_template("report.html.j2")
+    template = _jinja().get_template(PAGE)
     conditions = [
         {
             "name": name,
@@ -301,19 +246,24 @@ def render_html(run_dir: Path) -> str:
         }
         for name, entry in record.conditions.items()
     ]
+    constants = record.theory.worst_constants
     return template.render(
         css=Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
         js=Markup((TEMPLATES / "report.js").read_text(encoding="utf-8")),
         record=record,
-        claim=record.claim.get("claim", {}),
-        harm=record.claim.get("harm", {}),
+        claim=record.claim,
         conditions=conditions,
         figures=_figures(run_dir),
         chart_json=_script_json(_chart_data(run_dir, record)),
+        threat_model=_threat_model(record),
         environment=_environment(record),
-        seeds=json.dumps(record.seeds, sort_keys=True),
-        defence_parameters=json.dumps(record.defence.get("hyperparameters", {}), sort_keys=True),
-        constants=(record.theory.get("worst_constants") or {}),
+        seeds=json.dumps(record.seeds.model_dump(mode="json"), sort_keys=True),
+        defence_parameters=json.dumps(record.defence.hyperparameters, sort_keys=True),
+        constants={
+            key: constant
+            for key in CONSTANTS_SHOWN
+            if constants is not None and (constant := getattr(constants, key)) is not None
+        },
     )
 
 

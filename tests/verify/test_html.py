@@ -33,6 +33,7 @@ from empirical.verify.pipeline import (
     judge_resistance,
 )
 from empirical.verify.report import write_outputs
+from tests.verify._verdict import ENVIRONMENT
 from theory.errors import HftaInputError
 
 CLAIM = """
@@ -110,7 +111,7 @@ def _outcome(broken: bool) -> VerifyOutcome:
             summaries=[summary], checks={}, worst_constants=None, worst_run="grid-001",
             measured_again=False, reproduced=None, note="synthetic", seconds=0.0,
         ),
-        stability_values=None, warnings=[], environment={"python": "3", "torch": "x"},
+        stability_values=None, warnings=[], environment=ENVIRONMENT,
         timing={"grid": 1.0},
     )
 
@@ -248,9 +249,27 @@ def test_a_folder_without_a_verdict_is_refused(tmp_path: Path) -> None:
     with pytest.raises(HftaInputError, match=r"no verdict\.json"):
         write_html_report(tmp_path)
     (tmp_path / "verdict.json").write_text('{"schema_version": 1}')
-    with pytest.raises(HftaInputError, match="verdict"):
+    with pytest.raises(HftaInputError, match="verdict schema_version 1, this toolkit reads 2"):
+        render_html(tmp_path)
+    (tmp_path / "verdict.json").write_text('{"schema_version": 2, "verdict": "holds"}')
+    with pytest.raises(HftaInputError, match=r"verdict\.json: exit_code: Field required"):
         render_html(tmp_path)
     assert not (tmp_path / HTML_NAME).exists()
+
+
+def test_the_page_reads_the_typed_records(run_dir: Path) -> None:
+    """The page is rendered from the shared ``VerdictDocument``: its template names no
+    string key, and what it shows is the records' values."""
+    from empirical.verify.html import PAGE, TEMPLATES
+
+    template = (TEMPLATES / PAGE).read_text(encoding="utf-8")
+    assert ".get(" not in template and '["' not in template
+    record = load_verdict(run_dir)
+    text = (run_dir / HTML_NAME).read_text(encoding="utf-8")
+    assert f"Strategy <code>{record.attacker.strategy}</code>" in text
+    assert f'id="bound-violations">{record.bound_violations}<' in text
+    weak = record.conditions["weak_resistance"]
+    assert f"<tr><th>runs</th><td>{weak.evidence.runs}</td></tr>" in text
 
 
 def test_a_verdict_of_another_schema_is_refused(run_dir: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from empirical.attack import AttackConfig
 from empirical.certify import BoundCheck, Constant, PathConstants
 from empirical.trajectory import Environment, Evaluation, Timing, Trajectory
 from empirical.verify.claim import parse_claim, resolve_data
+from empirical.verify.document import ResistanceCondition, VerdictDocument
 from empirical.verify.figures import (
     _layout,
     _trainability_panel,
@@ -35,6 +36,7 @@ from empirical.verify.pipeline import (
     judge_resistance,
 )
 from empirical.verify.report import document, markdown, publish, write_outputs
+from tests.verify._verdict import ENVIRONMENT
 from theory.theorems import path_length_adam
 from theory.verdict import Status, Verdict
 
@@ -130,40 +132,47 @@ def _outcome(violations: int = 0, broken: bool = False) -> VerifyOutcome:
         ),
         stability_values=None,
         warnings=warnings,
-        environment={"python": "3"},
+        environment=ENVIRONMENT,
         timing={"grid": 1.0},
     )
 
 
 def test_document_has_the_contracted_fields() -> None:
     record = document(_outcome())
-    assert record["verdict"] == "holds" and record["exit_code"] == 0
-    entry = record["conditions"]["weak_resistance"]
-    assert entry["status"] == "holds" and entry["claimed"] is True
-    assert entry["rests_on"]["runs"] == 2
-    assert record["conditions"]["generalization_in_domain"]["claimed"] is False
-    assert record["bounds"][0] == record["bounds"][0] | {
-        "theorem": "T3", "instances": 42, "violations": 0
-    }
-    assert record["threat_model"]["budget_steps"] == 20
-    assert record["worst_attack"]["setting"]["seed"] in (0, 1)
-    assert record["seeds"]["attack_seeds"] == [0, 1]
-    json.dumps(record)
+    assert isinstance(record, VerdictDocument) and record.schema_version == 2
+    assert record.verdict is Status.HOLDS and record.exit_code == 0
+    entry = record.conditions["weak_resistance"]
+    assert isinstance(entry, ResistanceCondition) and entry.kind == "resistance"
+    assert entry.status is Status.HOLDS and entry.claimed is True
+    assert entry.rests_on.runs == 2 and entry.rests_on.evaluations == 6
+    assert entry.evidence.runs == 2 and entry.evidence.broke == 0
+    assert [r.run for r in entry.evidence.runs_detail] == ["grid-000", "grid-001"]
+    assert record.conditions["generalization_in_domain"].claimed is False
+    bound = record.bounds[0]
+    assert (bound.theorem, bound.instances, bound.violations) == ("T3", 42, 0)
+    assert bound.steps_to_threshold[0].certified == 5
+    assert record.threat_model.budget_steps == 20
+    assert record.worst_attack is not None and record.worst_attack.setting.seed in (0, 1)
+    assert record.seeds.attack_seeds == [0, 1]
+    written = json.loads(record.to_json())
+    assert written["conditions"]["weak_resistance"]["evidence"]["runs"] == 2
+    assert written["schema_version"] == 2 and written["verdict"] == "holds"
 
 
 def test_a_broken_claim_exits_one_with_the_worst_attack() -> None:
     outcome = _outcome(broken=True)
     assert outcome.status is Status.VIOLATED and outcome.exit_code == 1
     record = document(outcome)
-    assert record["worst_attack"]["run"] == "grid-001"
-    assert record["worst_attack"]["broke_at_step"] == 20
+    assert record.worst_attack is not None and record.worst_attack.run == "grid-001"
+    assert record.worst_attack.broke_at_step == 20
+    assert record.exit_code == 1 and record.verdict is Status.VIOLATED
 
 
 def test_bound_violations_are_reported_at_the_top() -> None:
     outcome = _outcome(violations=1)
     record = document(outcome)
     text = markdown(outcome, record, [])
-    assert record["bound_violations"] == 1
+    assert record.bound_violations == 1
     assert text.index("BOUND VIOLATIONS") < text.index("## Conditions")
     assert "Bound violations: **1**" in text
 
@@ -348,10 +357,49 @@ def test_a_negative_slack_without_violation_names_its_rounding_allowance() -> No
     theory = replace(outcome.theory, summaries=[summary], checks={"grid-000": [check]})
     outcome = replace(outcome, theory=theory)
     record = document(outcome)
-    assert record["bounds"][0]["tolerance"] == "8 ulp of every loss compared"
+    assert record.bounds[0].tolerance == "8 ulp of every loss compared"
     text = markdown(outcome, record, [])
     assert ("T3 path_length_adam: worst slack -1.2e-06 is within the rounding allowance "
             "(8 ulp of every loss compared)") in text
     # negative control: a violated bound is not excused as rounding
     violated = replace(outcome, theory=replace(theory, summaries=[replace(summary, violations=1)]))
     assert "within the rounding allowance" not in markdown(violated, document(violated), [])
+
+
+# --------------------------------------------------------------------------- typed evidence
+def _stability_verdict(with_intervals: bool) -> Verdict:
+    """Theory's ``Stability`` verdict with the values ``judge.judge_stability`` adds."""
+    from theory.conditions import Stability
+    from theory.statistics import clopper_pearson
+
+    original, immunized = clopper_pearson(90, 100, 0.025), clopper_pearson(88, 100, 0.025)
+    interval = (immunized.lower - original.upper, immunized.upper - original.lower)
+    verdict = Stability(0.5, direction="degradation", higher_is_better=True).check(
+        0.9, 0.88, interval if with_intervals else None
+    )
+    values: dict[str, Any] = {"proxy": "task_accuracy", "examples": 100,
+                              "higher_is_better": True, "original": 0.9, "immunized": 0.88}
+    if with_intervals:
+        values.update(original_interval=original.as_dict(), immunized_interval=immunized.as_dict(),
+                      difference_interval=list(interval), interval_method="Clopper-Pearson")
+    else:
+        values["interval_method"] = "none: point estimates"
+    return verdict.model_copy(update={"evidence": {**verdict.evidence, **values}})
+
+
+def test_the_stability_panel_reads_the_typed_evidence() -> None:
+    outcome = _outcome()
+    claim = parse_claim(CLAIM + "\n[stability]\nepsilon = 0.5\n")
+    for with_intervals in (True, False):
+        verdict = _stability_verdict(with_intervals)
+        stable = replace(outcome, claim=claim,
+                         conditions={**outcome.conditions, "stability": verdict})
+        axes = conditions_figure(stable).axes[2]
+        heights = [p.get_height() for p in axes.patches]
+        assert heights == [0.9, 0.88]
+        assert axes.get_xlabel() == "tolerance ε = 0.5; bars: 100 examples"
+        # error bars only where the evidence has intervals (negative control: none without)
+        assert bool(axes.collections) is with_intervals
+        entry = document(stable).conditions["stability"]
+        assert entry.kind == "stability" and entry.rests_on.examples == 100
+        assert entry.evidence.feasible_difference == ((-0.5, None) if with_intervals else None)

@@ -1,0 +1,271 @@
+"""``report.md``: the verdict document (``empirical.verify.document``) in words and tables.
+
+``markdown(outcome, record, figures)`` reads the typed ``VerdictDocument`` (and the runs'
+trajectories for the per-run table): the verdict first, bound violations and other warnings
+above the conditions table, then the threat model, the worst attack, the adaptive attacker,
+the bound checks, the runs, the figures and the provenance.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from empirical.verify.document import HarmSummary, VerdictDocument, trajectory_file
+
+if TYPE_CHECKING:
+    from empirical.verify.outcome import VerifyOutcome
+
+__all__ = ["CONSTANTS_SHOWN", "STATUS_MARK", "markdown"]
+
+STATUS_MARK: dict[str, str] = {
+    "holds": "HOLDS",
+    "violated": "VIOLATED",
+    "inconclusive": "INCONCLUSIVE",
+}
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def markdown(outcome: VerifyOutcome, record: VerdictDocument, figures: list[str]) -> str:
+    """``report.md``: the verdict table first, warnings (bound violations) above it."""
+    claim = record.claim
+    threat = record.threat_model
+    lines: list[str] = [f"# Verification of \"{claim.claim.name}\"", ""]
+    if claim.claim.description:
+        lines += [f"> {claim.claim.description}", ""]
+    status = record.verdict.value
+    lines += [
+        f"**Verdict: {STATUS_MARK[status]}** (exit code {record.exit_code}): "
+        + (
+            "every claimed condition holds."
+            if record.exit_code == 0
+            else "at least one claimed condition is violated or inconclusive."
+        ),
+        "",
+    ]
+    for warning in record.warnings:
+        lines += [f"> **WARNING:** {warning}", ""]
+    lines += [
+        "## Conditions",
+        "",
+        "| condition | claimed | status | rests on | reason |",
+        "|---|---|---|---|---|",
+    ]
+    for name, entry in record.conditions.items():
+        claimed = "yes" if entry.claimed else "measured only"
+        rests = _cell(entry.rests_on.text)
+        lines.append(
+            f"| {name} | {claimed} | **{entry.status.value}** | {rests} | {_cell(entry.reason)} |"
+        )
+    lines += [
+        "",
+        f"Every interval is at {claim.statistics.confidence:.0%} confidence. An attack *broke* "
+        "the model when theory's condition fails even at the lower confidence bounds of f "
+        "(Clopper–Pearson on the held-out prompts, simultaneous over all evaluations); a "
+        "condition over attacks is violated as soon as one attack broke it, since the attacker "
+        "can rerun that attack.",
+        "",
+        "## Threat model",
+        "",
+        "| budget T (steps) | learning rates | optimizers | schedules (warmup) | clipping | "
+        "fine-tuning | batch sizes | seeds |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {threat.budget_steps} | {', '.join(f'{r:g}' for r in threat.learning_rates)} | "
+        f"{', '.join(threat.optimizers)} | {', '.join(threat.schedules)} "
+        f"({threat.warmup_fraction:g}) | {threat.max_grad_norm or 'none'} | "
+        f"{' and '.join('LoRA' if m else 'full' for m in threat.lora_modes)} | "
+        f"{', '.join(map(str, threat.batch_sizes))} | {', '.join(map(str, threat.seeds))} |",
+        "",
+        f"Harm proxy: {claim.harm.proxy}, threshold φ = {claim.harm.phi:g}, measured every "
+        f"{claim.harm.eval_every_steps} steps.",
+        "",
+    ]
+    lines += _worst_lines(record)
+    lines += _attacker_lines(record)
+    lines += _theory_lines(record)
+    lines += _runs_lines(outcome)
+    if figures:
+        lines += ["## Figures", ""]
+        lines += [f"![{name}](figures/{name})" for name in figures]
+        lines.append("")
+    lines += _provenance_lines(record)
+    return "\n".join(lines) + "\n"
+
+
+def _worst_lines(record: VerdictDocument) -> list[str]:
+    worst = record.worst_attack
+    if worst is None:
+        return []
+    lines = ["## Worst attack", ""]
+    broke = worst.broke_at_step
+    lines.append(
+        f"`{worst.run}`: {worst.attack}. "
+        + (
+            f"It broke M* at step {broke} (measured f > φ)"
+            if broke is not None
+            else "It did not break M* within the budget"
+        )
+        + (
+            f", certainly (lower confidence bound above φ) from step "
+            f"{worst.certainly_broke_at_step}"
+            if worst.certainly_broke_at_step is not None
+            else ""
+        )
+        + f"; highest f = {_number(worst.max_harm)} at step {_number(worst.max_harm_step)}."
+    )
+    original = worst.original
+    if original is not None:
+        broke_original = original.broke_at_step
+        lines.append(
+            "The same attack on the original model M: "
+            + (
+                f"broke it at step {broke_original}"
+                if broke_original is not None
+                else "did not break it within the budget"
+            )
+            + f" (highest f = {_number(original.max_harm)})."
+        )
+    lines.append("")
+    return lines
+
+
+def _attacker_lines(record: VerdictDocument) -> list[str]:
+    attacker = record.attacker
+    lines = [
+        "## Adaptive attacker",
+        "",
+        f"Strategy `{attacker.strategy}`: grid of {_plural(attacker.grid_size, 'attack')} "
+        f"({attacker.grid_steps} steps in all); "
+        f"{_plural(attacker.attacks_on_immunized, 'attack')} on M* measured.",
+    ]
+    search = attacker.search
+    if search is not None:
+        lines.append(
+            f"Optuna ({search.objective}, pruner {search.pruner}, seed {search.seed}): "
+            f"{search.trials} trials, best trial {search.best_trial} "
+            f"(objective {_number(search.best_objective)}); it trained "
+            f"{search.steps_to_best} steps to find its worst attack against "
+            f"{search.grid_steps} for the full grid (ratio {_number(search.compute_ratio)}, "
+            f"{_number(100 * search.compute_saved, 3)}% saved"
+            + ("" if search.pruning_saves_steps else "; pruning decisions recorded only")
+            + ")."
+        )
+    lines.append("")
+    return lines
+
+
+CONSTANTS_SHOWN: tuple[str, ...] = ("beta", "G_path", "G_iterates", "C", "c", "theta0_norm")
+"""The constants of the worst attack the reports name, in order."""
+
+
+def _theory_lines(record: VerdictDocument) -> list[str]:
+    lines = [
+        "## Theory in the loop",
+        "",
+        f"Bound violations: **{record.bound_violations}**. {record.theory.note}.",
+        "",
+        "| theorem | inequality | runs checked | instances | violations | worst slack | "
+        "steps to threshold (measured vs certified) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for bound in record.bounds:
+        steps = bound.steps_to_threshold
+        shown = "; ".join(
+            f"{s.run}: {_number(s.measured)} vs {s.kind} "
+            f"{'never' if s.certified_unreachable else _number(s.certified)}"
+            for s in steps[:3]
+        ) + (" …" if len(steps) > 3 else "")
+        reasons = "; ".join(bound.not_applicable_reasons)
+        skipped = bound.runs_not_applicable
+        checked = f"{bound.runs_checked}" + (f" ({skipped} n/a: {reasons})" if skipped else "")
+        lines.append(
+            f"| {bound.theorem} {bound.name} | `{_cell(bound.inequality)}` | "
+            f"{_cell(checked)} | {bound.instances} | {bound.violations} | "
+            f"{_number(bound.worst_slack)} | {_cell(shown) or '–'} |"
+        )
+    lines += [
+        "",
+        "Worst slack: the measured side minus the bound, in the direction that must be ≥ 0. "
+        "Each inequality allows for the rounding of the float losses it compares; a negative "
+        "slack within that allowance is roundoff, not a violation.",
+    ]
+    lines += [
+        f"- {bound.theorem} {bound.name}: worst slack {_number(bound.worst_slack)} is "
+        f"within the rounding allowance ({bound.tolerance or 'not stated'})."
+        for bound in record.bounds
+        if bound.worst_slack is not None and bound.worst_slack < 0 and not bound.violations
+    ]
+    constants = record.theory.worst_constants
+    if constants is not None:
+        measured = [
+            f"{key} = {constant.value:.4g} ({constant.method})"
+            for key in CONSTANTS_SHOWN
+            if (constant := getattr(constants, key)) is not None
+        ]
+        if measured:
+            lines += ["", "Constants of the worst attack: " + "; ".join(measured) + "."]
+    lines.append("")
+    return lines
+
+
+def _runs_lines(outcome: VerifyOutcome) -> list[str]:
+    claim = outcome.claim
+    lines = [
+        "## Runs",
+        "",
+        "| run | role | attack | steps | highest f (step) | first f > φ |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in outcome.runs:
+        if run.role == "trainability":
+            values = run.trajectory.series("capability")[1]
+            best = max(values) if values else None
+            lines.append(
+                f"| [{run.name}]({trajectory_file(run)}) | {run.role} | {run.label()} | "
+                f"{run.trajectory.n_steps} | accuracy {_number(best)} | – |"
+            )
+            continue
+        summary = HarmSummary.of_run(run, claim.harm.phi, claim.threat_model.budget_steps)
+        lines.append(
+            f"| [{run.name}]({trajectory_file(run)}) | {run.role} | {run.label()} | "
+            f"{run.trajectory.n_steps} | {_number(summary.max_harm)} "
+            f"({_number(summary.max_harm_step)}) | {_number(summary.broke_at_step)} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _provenance_lines(record: VerdictDocument) -> list[str]:
+    defence = record.defence
+    environment = record.environment
+    cached = " (cached)" if defence.cached else ""
+    seeds = record.seeds.model_dump(mode="json")
+    lines = [
+        "## Provenance",
+        "",
+        f"- Defence: `{defence.name}`{cached}, hyperparameters "
+        f"`{json.dumps(defence.hyperparameters, sort_keys=True)}`.",
+        f"- Seeds: `{json.dumps(seeds, sort_keys=True)}`.",
+        f"- Environment: python {environment.python}, torch {environment.torch}, "
+        f"transformers {environment.transformers}, {environment.torch_threads} "
+        f"torch thread(s), executor {environment.executor}.",
+        "- Timing (s): " + ", ".join(f"{k} {v:g}" for k, v in record.timing.items()) + ".",
+        "- Machine-readable verdict: [verdict.json](verdict.json).",
+        "",
+    ]
+    return lines
