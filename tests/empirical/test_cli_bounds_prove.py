@@ -91,3 +91,13 @@ def test_the_import_probe_sees_torch_when_it_is_imported() -> None:
     )
     result = _run("bounds", "--json", code=code)
     assert "torch" in _heavy(result)
+
+
+@pytest.mark.parametrize("args", [("--help",), ("immunize", "--list"), ("verify", "--help")])
+def test_the_cli_starts_without_torch(args: tuple[str, ...]) -> None:
+    """``hfta --help``, ``hfta immunize --list`` and a command's help answer without torch,
+    transformers, peft or matplotlib (the commands import them inside their bodies)."""
+    result = _run(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert _heavy(result) == []
