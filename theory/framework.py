@@ -407,6 +407,14 @@ class AttackSetting(BaseModel):
     batch_size: PositiveInt
     seed: Seed
 
+    def label(self) -> str:
+        """One line naming the attack, e.g. ``adamw lr 0.0003 cosine full batch 16 seed 1``."""
+        method = "lora" if self.lora else "full"
+        return (
+            f"{self.optimizer} lr {self.learning_rate:g} {self.schedule} {method} batch "
+            f"{self.batch_size} seed {self.seed}"
+        )
+
 
 class ThreatModel(BaseModel):
     """What the attacker may do: the attacks a resistance claim must survive.

@@ -54,6 +54,14 @@ def verify_command(
         bool,
         typer.Option("--force", help="Replace an existing --out that is not a verify output."),
     ] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Check the claim, print the resolved threat model and the attacks it would "
+            "run, and stop (nothing runs, nothing is written).",
+        ),
+    ] = False,
 ) -> None:
     """Verify a claimed immunization guarantee; exit 0 if every claimed condition holds."""
     from empirical.cli import set_log_directory
@@ -67,6 +75,10 @@ def verify_command(
         raise HftaInputError("--ray-address needs --executor ray")
     if threads < 1:
         raise HftaInputError(f"--threads must be at least 1, got {threads}")
+
+    if explain:
+        _explain(claim)
+        return
 
     from rich.console import Console
 
@@ -92,6 +104,21 @@ def verify_command(
     )
     _summary(result.record, result.out, result.seconds, quiet)
     raise typer.Exit(result.exit_code)
+
+
+def _explain(claim: Path | None) -> None:
+    """``--explain``: the claim checked end to end (``prepare``), then what would run."""
+    from empirical.verify.claim import DEFAULT_CLAIM, load_claim
+    from empirical.verify.plan import explain
+    from empirical.verify.stages import prepare
+    from theory.errors import HftaInputError
+
+    path = DEFAULT_CLAIM if claim is None else claim
+    if claim is None and not path.is_file():
+        raise HftaInputError(f"no claim given and the bundled default {path} is missing")
+    prepared = prepare(load_claim(path), path)
+    for line in explain(prepared.claim, prepared.data):
+        typer.echo(line)
 
 
 def _summary(record: dict[str, object], destination: Path, seconds: float, quiet: bool) -> None:

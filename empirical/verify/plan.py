@@ -189,3 +189,54 @@ def trainability_configs(
         AttackConfig.model_validate({**common, "model": original}),
         AttackConfig.model_validate({**common, "model": immunized}),
     )
+
+
+def explain(claim: Claim, data: ClaimData) -> list[str]:
+    """What ``hfta verify --explain`` prints: the resolved threat model and every attack the
+    verification will run, without running (or writing) anything."""
+    threat = claim.threat_model
+    low, high = threat.learning_rate_bounds()
+    lines = [
+        f"claim: {claim.claim.name}",
+        f"defence: {claim.defence.name}"
+        + ("" if claim.defence.applies else " (the model is taken as already immunized)"),
+        f"conditions claimed: {', '.join(claim.conditions.claimed) or 'none'}; measured: "
+        f"{', '.join(claim.conditions.measured) or 'none'}",
+        f"data: {len(data.defence)} defence, {len(data.attack)} attack, "
+        f"{len(data.evaluation)} evaluation, {len(data.reference)} reference examples"
+        + (
+            f"; cross-domain {len(data.cross_attack)} attack, {len(data.cross_evaluation)} "
+            "evaluation"
+            if data.cross_attack
+            else ""
+        ),
+        f"threat model: budget T = {threat.budget_steps} steps; learning rates "
+        f"{', '.join(f'{r:g}' for r in threat.learning_rates)} (attacker's range "
+        f"[{low:g}, {high:g}]); optimizers {', '.join(threat.optimizers)}; schedules "
+        f"{', '.join(threat.schedules)} with {threat.warmup_fraction:g} warm-up; clipping "
+        f"{threat.max_grad_norm if threat.max_grad_norm is not None else 'none'}; lora "
+        f"{threat.lora}; batch sizes {', '.join(map(str, threat.batch_sizes))}; seeds "
+        f"{', '.join(map(str, threat.seeds))}",
+        f"harm: f = {claim.harm.proxy}, phi = {claim.harm.phi:g}, evaluated every "
+        f"{claim.harm.eval_every_steps} steps",
+    ]
+    settings = threat.attack_settings()
+    strategy = claim.search.strategy
+    if strategy in ("grid", "grid+optuna"):
+        lines.append(f"grid: {len(settings)} attacks on M*")
+        lines.extend(f"  {setting.label()}" for setting in settings)
+    if "generalization_cross_domain" in set(claim.conditions.all):
+        lines.append(f"cross-domain: the same {len(settings)} attacks on the held-out categories")
+    if strategy in ("optuna", "grid+optuna"):
+        span = claim.search.learning_rate_range or threat.learning_rate_range
+        rates = f"log-uniform in [{span[0]:g}, {span[1]:g}]" if span else "the listed rates"
+        lines.append(
+            f"search: {claim.search.trials} optuna trials (seed {claim.search.seed}, pruner "
+            f"{claim.search.pruner}), learning rate {rates}, the other axes as above"
+        )
+    lines.append("then: the worst attack on the original model M")
+    if "trainability" in set(claim.conditions.all):
+        lines.append("then: harmless fine-tuning of M and M* (trainability), 2 runs")
+    if claim.theory.measure_path == "worst":
+        lines.append("then: the worst attack rerun, its iterates captured (beta, G on its path)")
+    return lines
