@@ -54,6 +54,7 @@ from empirical.trajectory import (
     TrajectoryRecorder,
 )
 from theory.errors import HftaInputError
+from theory.framework import Method, Optimizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -61,8 +62,8 @@ if TYPE_CHECKING:
     from empirical.benchmark import Benchmark
     from empirical.proxies import CapabilityProxy, EncodedSet, HarmProxy, TeacherForcedProxy
 
-OptimizerName = Literal["sgd", "adam", "adamw"]
-MethodName = Literal["full", "lora"]
+OptimizerName = Optimizer  # defined once, in theory.framework
+MethodName = Method
 DeviceName = Literal["cpu", "cuda"]
 DtypeName = Literal["float32", "bfloat16"]
 
@@ -580,11 +581,30 @@ def deterministic(seed: int, device: torch.device) -> Iterator[None]:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True)
+        _set_deterministic(True)
         try:
             yield
         finally:
-            torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+            _set_deterministic(previous, warn_only=previous_warn)
+
+
+def _set_deterministic(mode: bool, *, warn_only: bool = False) -> None:
+    """``torch.use_deterministic_algorithms`` for eager execution.
+
+    The public function also sets ``torch._inductor.config.deterministic``, and importing that
+    module imports inductor and dynamo: ≈ 0.9 s in every fresh process (cProfile of a first
+    attack), paid by each worker process and by every command that attacks. The attack runs
+    eagerly, where only the flag set by ``torch._C._set_deterministic_algorithms`` matters,
+    so that is what is set, unless inductor is loaded already (then the public function, at
+    no import cost, keeps its config in step) or the private setter is missing.
+    """
+    import sys
+
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        setter(mode, warn_only=warn_only)
 
 
 @contextlib.contextmanager

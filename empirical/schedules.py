@@ -18,14 +18,14 @@ the same rates step for step.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from theory.errors import HftaInputError
+from theory.framework import Schedule
 
-ScheduleName = Literal["constant", "linear", "cosine"]
+ScheduleName = Schedule  # defined once, in theory.framework
 SCHEDULES: tuple[ScheduleName, ...] = ("constant", "linear", "cosine")
 
 # transformers' names: "constant" has no warmup, so a warmed-up constant is its own schedule.

@@ -375,7 +375,12 @@ def _lambdified_update(rhs: sp.Basic, gradient: sp.Basic) -> Callable[..., Any]:
 
 # --------------------------------------------------------------------------- threat model
 Optimizer = Literal["sgd", "adam", "adamw"]
+"""The attacker's optimizers: the one definition every layer uses (the threat model, the
+attack configuration, the search space, the claim's trainability run)."""
 Schedule = Literal["constant", "linear", "cosine"]
+"""Learning-rate schedules (with linear warm-up): the one definition."""
+Method = Literal["full", "lora"]
+"""Full fine-tuning or LoRA: the one definition."""
 PositiveRate = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]
 Seed = Annotated[int, Field(ge=0, strict=True)]

@@ -48,7 +48,7 @@ from pydantic import (
 
 from theory.conditions import Stability, Trainability, WeakResistance
 from theory.errors import HftaInputError
-from theory.framework import ThreatModel
+from theory.framework import Optimizer, Schedule, ThreatModel
 
 __all__ = [
     "CLAIMS_DIRECTORY",
@@ -304,8 +304,8 @@ class TrainabilitySection(_Section):
     evaluation_examples: PositiveInt | None = None
     budget_steps: PositiveInt
     learning_rate: PositiveFloat
-    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
-    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    optimizer: Optimizer = "adamw"
+    schedule: Schedule = "constant"
     warmup_fraction: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
     batch_size: PositiveInt = 16
     eval_every_steps: PositiveInt = 10
