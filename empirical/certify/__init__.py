@@ -20,6 +20,13 @@ the update norms ‖Δ_s‖. The package, one module per theorem (named after it
 * ``gradient_steps_exact`` (T9): ``check_gradient_steps``, L_N ≥ L_0 − (N(ηG² + βη²G²/4) +
   βη²G²/4) for N gradient steps on the probe loss itself (the exact worst case);
 
+the power of these checks and constants independent of the checked steps (issue 14):
+
+* ``power``: ``power_table``, each check's detection rate against wrong constants (×0.5, ×0.8)
+  and wrong statements on real trajectories (``DetectionRate``, ``PowerTable``);
+* ``independent``: ``constants_before_attack`` (β, G on the ball of the budget's path-length
+  bound, ``reachable_radius``), ``prefix_fit`` (fitted on a prefix, checked on the rest);
+
 and what they share, once:
 
 * ``records``: ``Constant``, ``PathConstants``, ``BoundCheck``;
@@ -57,8 +64,18 @@ from empirical.certify.constants import (
 )
 from empirical.certify.contraction_tail import check_contraction_tail
 from empirical.certify.gradient_steps_exact import check_gradient_steps
+from empirical.certify.independent import (
+    BallConstants,
+    PrefixFit,
+    constants_before_attack,
+    independent_power,
+    prefix_fit,
+    radius_for_config,
+    reachable_radius,
+)
 from empirical.certify.path_length_adam import check_adam_path, check_adam_steps, check_path_length
 from empirical.certify.pl_convergence import check_pl_convergence
+from empirical.certify.power import DetectionRate, PowerTable, power_table
 from empirical.certify.records import (
     BoundCheck,
     CheckStatus,
@@ -76,13 +93,17 @@ __all__ = [
     "NO_CHECK",
     "ROUNDING_ULPS",
     "ZERO_RATE_STAND_IN",
+    "BallConstants",
     "BoundCheck",
     "CheckStatus",
     "Constant",
+    "DetectionRate",
     "IterateCapture",
     "MeasuredAttack",
     "PathConstants",
     "PlannedCheck",
+    "PowerTable",
+    "PrefixFit",
     "attack_and_measure",
     "certified_steps",
     "check_adam_path",
@@ -94,8 +115,14 @@ __all__ = [
     "check_pl_convergence",
     "check_sgd_progress",
     "check_step_sandwich",
+    "constants_before_attack",
     "constants_from_trajectory",
     "descent_constants",
     "given_constant",
+    "independent_power",
     "measure_constants",
+    "power_table",
+    "prefix_fit",
+    "radius_for_config",
+    "reachable_radius",
 ]
