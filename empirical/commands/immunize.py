@@ -175,7 +175,7 @@ def immunize_command(
         ),
     ] = None,
     quiet: Annotated[
-        bool, typer.Option("--quiet", help="No progress bar (linear condition-number runs).")
+        bool, typer.Option("--quiet", help="No progress (defence steps, linear pair training).")
     ] = False,
 ) -> None:
     """Immunize a model with a defence of the literature."""
@@ -239,7 +239,12 @@ def immunize_command(
     else:
         defence_data = DefenceData.from_file(data, refusal=refusal)
     before = score_on_benchmark(loaded, tokenizer) if evaluate else None
-    result = chosen.apply(loaded, tokenizer, defence_data, config)
+    from empirical.progress import step_progress
+
+    with step_progress(
+        f"immunize: {defence}", int(getattr(config, "steps", 0)), enabled=not quiet
+    ) as advance:
+        result = chosen.apply(loaded, tokenizer, defence_data, config, on_step=advance)
     after = score_on_benchmark(result.model, tokenizer) if evaluate else None
     result.record = result.record.model_copy(
         update={

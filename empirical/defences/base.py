@@ -28,7 +28,7 @@ import copy
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
@@ -244,8 +244,11 @@ class Defence(ABC):
         tokenizer: PreTrainedTokenizerBase,
         data: DefenceData,
         config: DefenceConfig | None = None,
+        on_step: Callable[[int, int], None] | None = None,
     ) -> DefenceResult:
         """Immunize a copy of ``model`` (module docstring); the caller's model is untouched.
+
+        ``on_step(done, total)`` is called after every step (progress reporting).
 
         Raises:
             HftaInputError: a config of another defence, a model without trainable parameters,
@@ -287,7 +290,7 @@ class Defence(ABC):
                 ),
                 generator=torch.Generator().manual_seed(config.seed + 2),
             )
-            curve, diverged = self._run(state)
+            curve, diverged = self._run(state, on_step)
             nn.Module.eval(working)
             metrics = self.measure(state)
         wall = time.perf_counter() - started
@@ -309,7 +312,9 @@ class Defence(ABC):
         )
         return DefenceResult(model=working, record=record)
 
-    def _run(self, state: TrainingState) -> tuple[list[StepRecord], tuple[int, str] | None]:
+    def _run(
+        self, state: TrainingState, on_step: Callable[[int, int], None] | None = None
+    ) -> tuple[list[StepRecord], tuple[int, str] | None]:
         config = state.config
         optimizer = torch.optim.AdamW(
             state.parameters, lr=config.learning_rate, weight_decay=0.0, foreach=True
@@ -347,6 +352,8 @@ class Defence(ABC):
                     grad_norm=float(norm),
                 )
             )
+            if on_step is not None:
+                on_step(step + 1, config.steps)
         return curve, None
 
 

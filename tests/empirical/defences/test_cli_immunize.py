@@ -119,7 +119,12 @@ def test_immunize_writes_model_and_record(
         "--out",
         str(out),
     )
-    assert code == 0, capsys.readouterr().err
+    streams = capsys.readouterr()
+    assert code == 0, streams.err
+    # not a terminal: one line when the defence starts and one when it ends, no bar
+    progress = [line for line in streams.err.splitlines() if line.startswith("immunize: vaccine")]
+    assert progress[0] == "immunize: vaccine: 3 steps" and "done in" in progress[1]
+    assert len(progress) == 2
     assert sorted(p.name for p in out.iterdir()) == [".hfta-output.json", "model", "record.json"]
     assert [p.name for p in out.parent.iterdir()] == ["vaccine"]  # no staging left behind
     record = DefenceRecord.load(out / "record.json")
@@ -131,7 +136,7 @@ def test_immunize_writes_model_and_record(
     assert record.scores_before is not None and record.scores_after is not None
     model, _ = load_model(out / "model")
     assert sum(p.numel() for p in model.parameters()) == record.trainable_parameters
-    assert "wrote" in capsys.readouterr().out
+    assert "wrote" in streams.out
 
 
 @pytest.mark.slow
