@@ -22,6 +22,8 @@ BENCHMARK_MODULES: tuple[str, ...] = (
     "estimators_bench",
     "search_bench",
     "verify_bench",
+    "scaling_bench",
+    "power_bench",
 )
 
 

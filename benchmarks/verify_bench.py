@@ -2,10 +2,12 @@
 
 * ``demo_wall_seconds``: a cold run in a fresh directory (no cache: the defence is applied,
   every attack trained, the worst one rerun for its constants), the process timed whole from
-  start to exit, imports included; target ≤ 90 s on the 2-core machine with ``.venv``
+  start to exit, imports included; target ≤ 30 s on the 2-core machine with ``.venv``
   present.
 * ``demo_warm_wall_seconds``: the same command again (immunized model, attacks and theory
-  measurements come from ``DIR.cache``): reading, judging, drawing and writing only.
+  measurements come from ``DIR.cache``): reading, judging, drawing and writing only;
+  target ≤ 8 s. ``demo_same_verdict``: "yes" when both runs exit with the same code and
+  write the same ``conditions`` (each condition's verdict and evidence) to ``verdict.json``.
 * ``demo_cpu_seconds``: user + system CPU seconds of the cold run (insensitive to other jobs
   waiting for the same cores), and ``demo_exit_code`` (0: every claimed condition holds).
 
@@ -14,6 +16,7 @@ Figures are printed (``python -m benchmarks verify_bench``), never asserted in t
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -33,18 +36,29 @@ def _timed(out: Path) -> tuple[float, int]:
     return time.perf_counter() - started, result.returncode
 
 
+def _conditions(out: Path) -> object:
+    """The ``conditions`` of ``out/verdict.json`` (None when there is no such file)."""
+    path = out / "verdict.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("conditions")
+
+
 def run() -> dict[str, float | str]:
     with tempfile.TemporaryDirectory(prefix="verify-bench-") as directory:
         out = Path(directory) / "demo"
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         cold, code = _timed(out)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        warm, _ = _timed(out)
+        cold_conditions = _conditions(out)
+        warm, warm_code = _timed(out)
+        same = warm_code == code and _conditions(out) == cold_conditions
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {
         "demo_wall_seconds": round(cold, 1),
         "demo_warm_wall_seconds": round(warm, 1),
         "demo_cpu_seconds": round(cpu, 1),
         "demo_exit_code": float(code),
+        "demo_same_verdict": "yes" if same else "no",
         "demo_cpus": float(os.cpu_count() or 0),
     }

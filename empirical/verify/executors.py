@@ -9,7 +9,11 @@ with the same trajectories as an uninterrupted run. Configurations that are the 
 
 Executors:
 
-* ``"local"``: sequentially, in this process;
+* ``"local"``: in this process, one attack after another (``workers=1``, the default), or
+  ``workers`` attacks at a time in a pool of ``workers`` worker processes on this machine
+  (forked from a ``forkserver`` that imported the attack code and never ran torch: a fork
+  of a process that already ran torch's thread pools may deadlock; ``spawn`` where there is
+  no forkserver), each attack written to the store as it finishes;
 * ``"ray"``: one ray task per pending attack (``num_cpus = threads`` each), written to the
   store as each finishes. Without ``ray_address`` a local ray instance is started with
   ``ray.init(num_cpus=2, include_dashboard=False)`` and shut down afterwards; with an
@@ -19,14 +23,19 @@ Executors:
 Bit-identical results: ``run_attack`` is deterministic for a configuration on a given
 machine and thread count, so both executors run every attack with torch's intra-op threads
 set to ``threads`` (1 by default; the caller's setting is restored afterwards), and the
-trajectories from ray equal the local ones field for field (the timing aside).
+trajectories from ray or from worker processes equal the local ones field for field (the
+timing aside). With ``c`` cores, ``n`` attacks of equal cost ideally take ``⌈n / min(c,
+workers)⌉`` attack-times plus the pool's start-up (each worker imports torch once);
+``benchmarks/scaling_bench.py`` measures it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import multiprocessing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Literal
 
 from empirical.attack import AttackConfig, run_attack
@@ -37,7 +46,7 @@ from theory.errors import HftaInputError
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-__all__ = ["AttackFunction", "ExecutorName", "run_attacks", "torch_threads"]
+__all__ = ["AttackFunction", "ExecutorName", "run_attacks", "run_pending", "torch_threads"]
 
 ExecutorName = Literal["local", "ray"]
 AttackFunction = Callable[[AttackConfig], Trajectory]
@@ -59,9 +68,20 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _check_threads(threads: int) -> None:
+def _check_threads(threads: int, name: str = "threads") -> None:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise HftaInputError(f"threads must be a positive integer, got {threads!r}")
+        raise HftaInputError(f"{name} must be a positive integer, got {threads!r}")
+
+
+def check_executor(executor: str, ray_address: str | None, threads: int, workers: int) -> None:
+    """Raise ``HftaInputError`` for an unknown executor, an address without ray, or a thread
+    or worker count that is not a positive integer."""
+    if executor not in ("local", "ray"):
+        raise HftaInputError(f"executor must be 'local' or 'ray', not {executor!r}")
+    if ray_address is not None and executor != "ray":
+        raise HftaInputError("ray_address applies to the ray executor only (executor='ray')")
+    _check_threads(threads)
+    _check_threads(workers, "workers")
 
 
 def run_attacks(
@@ -73,22 +93,21 @@ def run_attacks(
     progress: bool = True,
     threads: int = 1,
     attack: AttackFunction = run_attack,
+    workers: int = 1,
 ) -> list[Trajectory]:
     """The trajectory of every configuration, in order (see the module docstring).
 
-    ``attack`` runs one attack (default ``run_attack``); for ray it must be importable by
-    the workers (a module-level function). ``progress`` shows a progress bar on stderr.
+    ``attack`` runs one attack (default ``run_attack``); for ray or worker processes it must
+    be importable by the workers (a module-level function). ``workers``: concurrent worker
+    processes of the local executor (1: this process). ``progress`` shows a progress bar on
+    stderr.
 
     Raises:
         HftaInputError: an unknown executor, ``ray_address`` without the ray executor, a bad
-            thread count, or bad input in an attack (the first one met; the attacks finished
-            before it stay in the store).
+            thread or worker count, or bad input in an attack (the first one met; the attacks
+            finished before it stay in the store).
     """
-    if executor not in ("local", "ray"):
-        raise HftaInputError(f"executor must be 'local' or 'ray', not {executor!r}")
-    if ray_address is not None and executor != "ray":
-        raise HftaInputError("ray_address applies to the ray executor only (executor='ray')")
-    _check_threads(threads)
+    check_executor(executor, ray_address, threads, workers)
     canonical = [canonical_config(c) for c in configs]
     keys = [store.key(c) for c in canonical]
     results: dict[str, Trajectory] = {}
@@ -109,11 +128,70 @@ def run_attacks(
             results[key] = trajectory
             bar.advance(task)
 
-        if executor == "local":
-            _run_local(pending, finished, threads=threads, attack=attack)
-        else:
-            _run_ray(pending, finished, threads=threads, attack=attack, address=ray_address)
+        run_pending(pending, finished, executor=executor, workers=workers, threads=threads,
+                    attack=attack, ray_address=ray_address)
     return [results[key] for key in keys]
+
+
+Finished = Callable[[str, Trajectory], None]
+Runner = Callable[[Mapping[str, AttackConfig], Finished], None]
+"""Runs every attack of a mapping key → configuration, calling ``finished(key, trajectory)``
+in the calling process as each one finishes."""
+
+
+def run_pending(
+    pending: Mapping[str, AttackConfig],
+    finished: Finished,
+    *,
+    executor: ExecutorName = "local",
+    workers: int = 1,
+    threads: int = 1,
+    attack: AttackFunction = run_attack,
+    ray_address: str | None = None,
+) -> None:
+    """Run every attack of ``pending`` once on a fresh ``attack_runner`` (see there)."""
+    if not pending:
+        check_executor(executor, ray_address, threads, workers)
+        return
+    with attack_runner(executor=executor, workers=min(workers, len(pending)), threads=threads,
+                       attack=attack, ray_address=ray_address) as run:
+        run(pending, finished)
+
+
+@contextlib.contextmanager
+def attack_runner(
+    *,
+    executor: ExecutorName = "local",
+    workers: int = 1,
+    threads: int = 1,
+    attack: AttackFunction = run_attack,
+    ray_address: str | None = None,
+) -> Iterator[Runner]:
+    """A ``Runner`` on ``executor`` whose workers live until the block ends, so that many
+    rounds of attacks (a concurrent search) pay the workers' start-up once.
+
+    ``finished(key, trajectory)`` is called in completion order (in key order for the local
+    executor with one worker). An attack's error is raised from the runner after the
+    attacks still running are cancelled.
+    """
+    check_executor(executor, ray_address, threads, workers)
+    if executor == "ray":
+        with _ray_session(ray_address) as ray:
+            yield lambda pending, finished: _run_ray(
+                ray, dict(pending), finished, threads=threads, attack=attack
+            )
+    elif workers == 1:
+        yield lambda pending, finished: _run_local(
+            dict(pending), finished, threads=threads, attack=attack
+        )
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
+        try:
+            yield lambda pending, finished: _run_processes(
+                pool, dict(pending), finished, threads=threads, attack=attack
+            )
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 @contextlib.contextmanager
@@ -145,12 +223,54 @@ def _run_local(
             finished(key, attack(config))
 
 
-# ---------------------------------------------------------------------- ray
-def _ray_attack(config_json: str, threads: int, attack: AttackFunction) -> str:
-    """The body of a ray task: one attack with ``threads`` torch threads, as JSON text."""
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """How worker processes start: ``forkserver`` where the platform has it, the server
+    having imported torch, transformers and the attack code once (``preload``), so each
+    worker is a fork of a process that never ran a torch operation (no thread pool to
+    inherit) and skips the ≈ 2 s of imports; else ``spawn``. (Measured on this 2-core
+    machine, 8 attacks on 2 workers: 21 s wall with forkserver, 26-31 s with spawn.)"""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["empirical.attack", "empirical.verify.executors"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _remote_attack(config_json: str, threads: int, attack: AttackFunction) -> str:
+    """The body of a worker's task (a process of the pool, a ray task): one attack with
+    ``threads`` torch threads, returned as JSON text."""
     with torch_threads(threads):
         trajectory = attack(AttackConfig.model_validate_json(config_json))
     return trajectory.model_dump_json()
+
+
+def _run_processes(
+    pool: ProcessPoolExecutor,
+    pending: dict[str, AttackConfig],
+    finished: Finished,
+    *,
+    threads: int,
+    attack: AttackFunction,
+) -> None:
+    """The attacks as tasks of ``pool`` (spawned worker processes), results as they finish."""
+    futures: dict[Future[str], str] = {
+        pool.submit(_remote_attack, config.model_dump_json(), threads, attack): key
+        for key, config in pending.items()
+    }
+    order = {future: index for index, future in enumerate(futures)}
+    waiting = set(futures)
+    try:
+        while waiting:
+            done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=order.__getitem__):
+                text = future.result()
+                finished(futures[future], Trajectory.model_validate_json(text))
+    finally:
+        for future in waiting:
+            future.cancel()
+
+
+# ---------------------------------------------------------------------- ray
 
 
 @contextlib.contextmanager
@@ -186,35 +306,34 @@ def _ray_session(address: str | None) -> Iterator[Any]:
 
 
 def _run_ray(
+    ray: Any,
     pending: dict[str, AttackConfig],
-    finished: Callable[[str, Trajectory], None],
+    finished: Finished,
     *,
     threads: int,
     attack: AttackFunction,
-    address: str | None,
 ) -> None:
     if not pending:
         return
-    with _ray_session(address) as ray:
-        remote = ray.remote(num_cpus=threads, max_retries=0)(_ray_attack)
-        futures = {
-            remote.remote(config.model_dump_json(), threads, attack): key
-            for key, config in pending.items()
-        }
-        waiting = list(futures)
-        try:
-            while waiting:
-                done, waiting = ray.wait(waiting, num_returns=1)
-                for future in done:
-                    try:
-                        text = ray.get(future)
-                    except ray.exceptions.RayTaskError as exc:
-                        cause = getattr(exc, "cause", None)
-                        if isinstance(cause, HftaInputError):
-                            raise HftaInputError(str(cause)) from None
-                        raise
-                    finished(futures[future], Trajectory.model_validate_json(text))
-        finally:
-            for future in waiting:
-                with contextlib.suppress(Exception):
-                    ray.cancel(future, force=True)
+    remote = ray.remote(num_cpus=threads, max_retries=0)(_remote_attack)
+    futures = {
+        remote.remote(config.model_dump_json(), threads, attack): key
+        for key, config in pending.items()
+    }
+    waiting = list(futures)
+    try:
+        while waiting:
+            done, waiting = ray.wait(waiting, num_returns=1)
+            for future in done:
+                try:
+                    text = ray.get(future)
+                except ray.exceptions.RayTaskError as exc:
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, HftaInputError):
+                        raise HftaInputError(str(cause)) from None
+                    raise
+                finished(futures[future], Trajectory.model_validate_json(text))
+    finally:
+        for future in waiting:
+            with contextlib.suppress(Exception):
+                ray.cancel(future, force=True)

@@ -1,7 +1,7 @@
 """The adaptive attacker: search the threat model for the attack that does the most harm.
 
 Published defences broke under attacks their evaluations never tried: another seed, another
-schedule, LoRA instead of full fine-tuning (Qi, Wei, Carlini et al., ICLR 2025; SCIENCE.md
+schedule, LoRA instead of full fine-tuning (Qi, Wei, Carlini et al., ICLR 2025; docs/science.md
 §3). A verifier must therefore look for the worst case over the whole threat model, not one
 setting. Two ways are offered over the same ``SearchSpace``:
 
@@ -39,9 +39,36 @@ search killed after k trials and started again proposes exactly the trials an un
 search would have proposed; ``n_trials`` is the total number of finished trials wanted, so
 a search can be extended (n, then 2n). Trials left running by a killed process of this
 machine are marked failed and ignored; their compute is not counted. (SQLite runs in
-write-ahead-log mode: a killed process loses no committed trial.) Trials run one after
-another in this process, with torch's threads set to ``threads``; the grid is what
-``run_attacks`` spreads over ray.
+write-ahead-log mode: a killed process loses no committed trial.) With ``workers=1`` (the
+default) trials run one after another in this process, with torch's threads set to
+``threads``.
+
+Concurrent trials (``workers=w > 1``, or ``executor="ray"``): trials are proposed in rounds
+of up to w, the i-th trial of a round that starts after k finished trials with the sampler
+seeded from (seed, k + i) as above, and the round's attacks run concurrently on the
+executor of ``run_attacks`` (w spawned worker processes on this machine, or ray tasks),
+each written to the store as it finishes. Then the round's trials are told to optuna in
+trial order, each replaying its evaluations to the pruner (pruning decisions in a fixed
+order, not in the order the workers happen to finish, so the search is deterministic for a
+given seed and w, on either executor; a pruned trial is told as pruned, as the sequential
+search would, but its steps were trained). A round never crosses the end of the random
+start-up phase (``startup_trials``, whose proposals ignore the results), so the start-up
+trials are exactly the sequential search's; after it a trial's TPE model misses the results
+of the at most w − 1 trials proposed before it in the same round (the usual price of batch
+Bayesian optimisation), which optuna's "constant liar" mitigates: a trial still running
+counts as a poor result, so one round does not propose the same region w times. Later
+proposals may therefore differ from the sequential search's while both search the same
+space for its worst case. Measured on the synthetic 189-attack space of the tests, 32
+trials: the sequential search found the grid's worst for seeds 0, 1 and 2; rounds of 2 and of
+3 found it for 5 of the 6 (seed, w) pairs (not rounds of 2 with seed 2), and for 4 of 6
+without the liar. The same best attack as the sequential search is thus the usual outcome,
+not a guarantee. Rounds start at trial 0, then every w trials up to S = ``startup_trials``,
+then at S + j·w; a search extended (n, then more) or killed and restarted proposes what an
+uninterrupted one would when it stopped at a round boundary: a round killed before its
+trials were told is redone from its first trial (its finished attacks come from the store),
+but a round cut by ``n_trials`` (or killed while its results were being told) lets the later
+trials see results the uninterrupted search's round-mates did not. The study name includes
+w when w > 1.
 """
 
 from __future__ import annotations
@@ -70,7 +97,14 @@ from empirical.attack import (
 )
 from empirical.schedules import ScheduleName
 from empirical.trajectory import Evaluation, Trajectory
-from empirical.verify.executors import AttackFunction, torch_threads
+from empirical.verify.executors import (
+    AttackFunction,
+    ExecutorName,
+    Runner,
+    attack_runner,
+    check_executor,
+    torch_threads,
+)
 from empirical.verify.store import ResultStore, canonical_config, canonical_json
 from theory.conditions import WeakResistance
 from theory.errors import HftaInputError
@@ -319,6 +353,9 @@ class SearchAttack:
 
     run: Callable[[AttackConfig, EvalHook], Trajectory]
     stops_early: bool
+    #: the same attack run to its end without a hook (a module-level function that worker
+    #: processes and ray can import): what concurrent trials run; None: sequential only.
+    function: AttackFunction | None = None
 
 
 def _replay(trajectory: Trajectory, on_eval: EvalHook) -> None:
@@ -337,7 +374,7 @@ def post_hoc(attack: AttackFunction = run_attack) -> SearchAttack:
         _replay(trajectory, on_eval)
         return trajectory
 
-    return SearchAttack(run=run, stops_early=False)
+    return SearchAttack(run=run, stops_early=False, function=attack)
 
 
 def early_stopping() -> SearchAttack:
@@ -350,7 +387,7 @@ def early_stopping() -> SearchAttack:
 
         return run_attack(config, on_evaluation=hook)
 
-    return SearchAttack(run=run, stops_early=True)
+    return SearchAttack(run=run, stops_early=True, function=run_attack)
 
 
 # ---------------------------------------------------------------------- results
@@ -432,6 +469,7 @@ def _study_name(
     pruner: str,
     seed: int,
     startup_trials: int,
+    workers: int = 1,
 ) -> str:
     """A name that changes whenever anything that decides the trials changes."""
     base = canonical_config(space.base)
@@ -445,6 +483,8 @@ def _study_name(
         "seed": seed,
         "startup_trials": startup_trials,
     }
+    if workers > 1:  # rounds of w trials propose differently after the start-up phase
+        record["workers"] = workers
     return "worst-case-" + hashlib.sha256(canonical_json(record).encode()).hexdigest()[:20]
 
 
@@ -598,6 +638,9 @@ def search_worst_case(
     threads: int = 1,
     startup_trials: int = STARTUP_TRIALS,
     progress: bool = True,
+    workers: int = 1,
+    executor: ExecutorName = "local",
+    ray_address: str | None = None,
 ) -> SearchResult:
     """Search ``space`` for the attack that maximises ``objective`` (module docstring).
 
@@ -605,6 +648,8 @@ def search_worst_case(
     (resuming a killed or shorter search). ``threshold`` is φ (needed by
     ``"earliest-break"``). ``attack`` defaults to ``early_stopping()``; every attack
     that runs its budget goes to ``store`` and every attack already there is reused.
+    ``workers`` > 1 or ``executor="ray"`` runs trials concurrently in rounds (module
+    docstring); ``attack.function`` is what the workers run.
 
     Raises:
         HftaInputError: bad arguments, or bad input in an attack.
@@ -613,17 +658,22 @@ def search_worst_case(
     from optuna.trial import TrialState
 
     _check_search(n_trials, seed, startup_trials, threads)
+    check_executor(executor, ray_address, threads, workers)
     _check_objective(objective, threshold)
     if threshold is not None:
         WeakResistance(threshold, budget=space.base.budget_steps)  # φ inside the proxy's range
     pruner_object = _pruner(pruner, space, startup_trials)
     attack = attack or early_stopping()
+    rounds = workers > 1 or executor == "ray"
+    if rounds and attack.function is None:
+        raise HftaInputError("concurrent trials need an attack with a plain function "
+                             "(SearchAttack.function) that worker processes can run")
     storage = Path(storage)
     if storage.exists() and not storage.is_file():
         raise HftaInputError(f"{storage}: study storage path is not a file")
     storage.parent.mkdir(parents=True, exist_ok=True)
     name = _study_name(space, store, objective=objective, threshold=threshold, pruner=pruner,
-                       seed=seed, startup_trials=startup_trials)
+                       seed=seed, startup_trials=startup_trials, workers=workers)
     budget = space.base.budget_steps
     with _quiet_optuna():
         database = _open_storage(storage)
@@ -632,6 +682,15 @@ def search_worst_case(
         _fail_abandoned_trials(study, database)
         with torch_threads(threads), _search_progress(progress, n_trials) as advance:
             advance(len(_finished(study)))
+            if rounds:
+                assert attack.function is not None
+                settings = _Rounds(
+                    space=space, store=store, objective=objective, threshold=threshold,
+                    seed=seed, startup_trials=startup_trials, n_trials=n_trials,
+                    workers=workers, executor=executor, ray_address=ray_address,
+                    threads=threads, function=attack.function,
+                )
+                settings.run(study, advance)
             while (done := len(_finished(study))) < n_trials:
                 study.sampler = optuna.samplers.TPESampler(
                     seed=_trial_seed(seed, done), n_startup_trials=startup_trials,
@@ -671,6 +730,110 @@ def search_worst_case(
                 advance(1)
     return _result(study, space, storage=storage, objective=objective, threshold=threshold,
                    pruner=pruner, seed=seed, stops_early=attack.stops_early)
+
+
+@dataclass(frozen=True)
+class _Rounds:
+    """The concurrent search: rounds of trials proposed together, run on an executor, told
+    in trial order (module docstring)."""
+
+    space: SearchSpace
+    store: ResultStore
+    objective: ObjectiveName
+    threshold: float | None
+    seed: int
+    startup_trials: int
+    n_trials: int
+    workers: int
+    executor: ExecutorName
+    ray_address: str | None
+    threads: int
+    function: AttackFunction
+
+    def size(self, done: int) -> int:
+        """Trials in the round after ``done`` finished ones: at most ``workers``, never past
+        ``n_trials`` and never across the end of the start-up phase."""
+        size = min(self.workers, self.n_trials - done)
+        if done < self.startup_trials:
+            size = min(size, self.startup_trials - done)
+        return size
+
+    def run(self, study: optuna.Study, advance: Callable[[int], None]) -> None:
+        """Rounds until the study holds ``n_trials`` finished trials (one set of workers)."""
+        with attack_runner(executor=self.executor, workers=self.workers, threads=self.threads,
+                           attack=self.function, ray_address=self.ray_address) as runner:
+            while len(_finished(study)) < self.n_trials:
+                self._round(study, runner, advance)
+
+    def _round(self, study: optuna.Study, runner: Runner, advance: Callable[[int], None]) -> None:
+        """Propose, run and tell one round of trials."""
+        import optuna
+        from optuna.trial import TrialState
+
+        done = len(_finished(study))
+        asked: list[tuple[optuna.Trial, AttackConfig]] = []
+        for offset in range(self.size(done)):
+            study.sampler = optuna.samplers.TPESampler(
+                seed=_trial_seed(self.seed, done + offset),
+                n_startup_trials=self.startup_trials, constant_liar=True,
+            )
+            trial = study.ask()
+            trial.set_user_attr("owner", _owner())
+            config = canonical_config(self.space.config(_suggest(trial, self.space)))
+            asked.append((trial, config))
+        try:
+            ran = self._attacks(runner, [config for _, config in asked])
+        except BaseException:
+            for trial, _ in asked:
+                study.tell(trial, state=TrialState.FAIL)
+            raise
+        for trial, config in asked:
+            self._tell(study, trial, config, ran)
+            advance(1)
+
+    def _attacks(self, runner: Runner, configs: list[AttackConfig]) -> dict[str, Trajectory]:
+        """Run the attacks of ``configs`` not in the store, concurrently; each finished one
+        goes to the store at once. Returns key → trajectory of those that ran."""
+        pending = {self.store.key(c): c for c in configs if self.store.get(c) is None}
+        ran: dict[str, Trajectory] = {}
+
+        def finished(key: str, trajectory: Trajectory) -> None:
+            ran[key] = trajectory
+            if trajectory.n_steps == self.space.base.budget_steps or trajectory.diverged:
+                self.store.put(pending[key], trajectory)
+
+        if pending:
+            runner(pending, finished)
+        return ran
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, config: AttackConfig,
+              ran: dict[str, Trajectory]) -> None:
+        """Replay the trial's evaluations to the pruner and tell optuna its outcome."""
+        from optuna.trial import TrialState
+
+        key = self.store.key(config)
+        trained = key in ran
+        trajectory = ran.pop(key) if trained else self.store.get(config)
+        assert trajectory is not None
+        budget = self.space.base.budget_steps
+        state = _Trial(trial, self.objective, self.threshold, budget, points=[])
+        _replay(trajectory, state.on_eval)
+        cut = state.pruned and bool(state.points) and state.points[-1][0] < budget
+        finished = not cut and (trajectory.n_steps == budget or trajectory.diverged)
+        final = objective_value(harm_points(trajectory), objective=self.objective,
+                                budget=budget, threshold=self.threshold)
+        trial.set_user_attr("record", {
+            "key": key,
+            "steps_trained": trajectory.n_steps if trained else 0,
+            "steps_run": trajectory.n_steps,
+            "reused": not trained,
+            "pruned": state.pruned,
+            "objective": final if finished else None,
+        })
+        if finished:
+            study.tell(trial, final)
+        else:
+            study.tell(trial, state=TrialState.PRUNED)
 
 
 @contextlib.contextmanager

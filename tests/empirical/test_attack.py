@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -536,3 +537,76 @@ def test_evaluation_hook_sees_every_evaluation_and_can_stop_the_attack(
                 on_evaluation=lambda record: seen.append(record.step) is None and False)
     assert seen == [0, 3, 6, 9] and full.n_steps == 9 and not full.stopped_early
     assert full.train_loss[:3] == stopped.train_loss
+
+
+# ---------------------------------------------------------------------- loop internals
+def test_the_flattener_follows_in_place_updates_like_flat_parameters(
+    model: torch.nn.Module,
+) -> None:
+    """``ParameterFlattener`` (views made once) equals ``flat_parameters`` after every step
+    of the fused optimizer; a flattener whose parameters were *replaced* (not updated in
+    place) goes stale, so the comparison can fail."""
+    import copy
+
+    from empirical.attack import ParameterFlattener, flat_parameters
+
+    net = copy.deepcopy(model)
+    parameters = [p for p in net.parameters() if p.requires_grad]
+    flatten = ParameterFlattener(parameters)
+    assert flatten.views is not None
+    optimizer = torch.optim.AdamW(parameters, lr=1e-2, fused=True)
+    batch = torch.randint(2, 20, (4, 12))
+    before = flatten()
+    for _ in range(3):
+        net(input_ids=batch, labels=batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        assert torch.equal(flatten(), flat_parameters(parameters))
+    assert not torch.equal(flatten(), before), "the parameters did move"
+    # negative control: replacing a parameter's storage is invisible to old views
+    with torch.no_grad():
+        parameters[0].data = parameters[0].data + 1.0
+    assert not torch.equal(flatten(), flat_parameters(parameters))
+    # parameters of another dtype take the plain path
+    assert ParameterFlattener([p.detach().double() for p in parameters]).views is None
+
+
+def test_the_kv_cache_is_off_inside_and_restored_with_the_same_numbers(
+    model: torch.nn.Module,
+) -> None:
+    import copy
+
+    from empirical.attack import without_kv_cache
+
+    net = copy.deepcopy(model)
+    config: Any = net.config
+    config.use_cache = True
+    batch = torch.randint(2, 20, (4, 12))
+    with_cache = net(input_ids=batch, labels=batch).loss
+    with without_kv_cache(net):
+        assert config.use_cache is False
+        without = net(input_ids=batch, labels=batch).loss
+    assert config.use_cache is True
+    assert torch.equal(with_cache, without)
+    with without_kv_cache(torch.nn.Linear(2, 2)):  # no config: nothing to switch
+        pass
+
+
+def test_deterministic_sets_and_restores_the_flags() -> None:
+    from empirical.attack import deterministic
+
+    previous = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        for mode, warn_only in ((False, False), (True, True)):
+            torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+            with deterministic(0, torch.device("cpu")):
+                assert torch.are_deterministic_algorithms_enabled()
+                assert not torch.is_deterministic_algorithms_warn_only_enabled()
+                drawn = torch.rand(3)
+            assert torch.are_deterministic_algorithms_enabled() is mode
+            assert torch.is_deterministic_algorithms_warn_only_enabled() is warn_only
+            with deterministic(0, torch.device("cpu")):
+                assert torch.equal(torch.rand(3), drawn)  # seeded the same way each time
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])

@@ -221,3 +221,28 @@ def test_ray_gives_the_local_trajectories_bit_for_bit(
     again = run_attacks(configs, store=ResultStore(tmp_path / "ray"), executor="ray",
                         progress=False)
     assert _same(again, remote) and not ray.is_initialized()
+
+
+# ---------------------------------------------------------------------- worker processes
+@pytest.mark.slow
+def test_worker_processes_give_the_local_trajectories_bit_for_bit(
+    tmp_path: Path, inputs: dict[str, Path]
+) -> None:
+    """Two spawned worker processes attack a real tiny GPT-2: every trajectory equals the
+    in-process one field for field, each is stored as it finishes, and a rerun reads them."""
+    configs = _configs(inputs, budget=6, seeds=(0, 1))
+    local = run_attacks(configs, store=ResultStore(tmp_path / "local"), progress=False)
+    store = ResultStore(tmp_path / "workers")
+    workers = run_attacks(configs, store=store, workers=2, progress=False)
+    assert _same(local, workers)
+    assert {t.environment.threads for t in workers} == {1}
+    assert all(store.get(c) is not None for c in configs)
+    assert _same(run_attacks(configs, store=store, workers=2, progress=False), local)
+
+
+def test_bad_worker_counts_are_input_errors(tmp_path: Path) -> None:
+    configs = _stand_in_configs(tmp_path, seeds=(0, 1))
+    for workers in (0, -1, True, 1.5):
+        with pytest.raises(HftaInputError, match="workers must be"):
+            run_attacks(configs, store=ResultStore(tmp_path / "s"), workers=workers,  # type: ignore[arg-type]
+                        attack=_stand_in, progress=False)

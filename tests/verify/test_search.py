@@ -457,3 +457,96 @@ def test_a_tiny_real_search_on_the_embedded_model(tmp_path: Path) -> None:
     assert result.best_objective == max(v for _, v in harm_points(best))
     assert result.best_objective == max(t.objective or 0.0 for t in result.trials)
     assert result.total_steps_trained == 20 * sum(not t.reused for t in result.trials)
+
+
+# ---------------------------------------------------------------------- concurrent trials
+def synthetic_full_run(config: AttackConfig) -> Trajectory:
+    """The synthetic attack run to its end, no hook (module level: worker processes import
+    it by name)."""
+    return synthetic_trajectory(config, config.budget_steps)
+
+
+def first_only_full_run(config: AttackConfig) -> Trajectory:
+    """A deliberately wrong report: only the first evaluation (harm 0) is kept."""
+    return synthetic_trajectory(config, config.budget_steps).model_copy(
+        update={"evaluations": [Evaluation(step=0, harm=0.0)]})
+
+
+CONCURRENT = SearchAttack(run=stoppable_run, stops_early=True, function=synthetic_full_run)
+
+
+@pytest.mark.slow
+def test_concurrent_trials_find_the_sequential_searchs_best_attack(
+    tmp_path: Path, model_file: Path
+) -> None:
+    """Two worker processes, rounds of two trials: the random start-up trials are the
+    sequential search's own, and the best attack (hence the trajectory the verdict is judged
+    on: the store holds one per attack) is the same."""
+    from empirical.verify.search import STARTUP_TRIALS
+
+    space = synthetic_space(model_file)
+    worst, harm = _grid_worst(space)
+    sequential = _search(space, tmp_path / "sequential")
+    concurrent = _search(space, tmp_path / "concurrent", workers=2, attack=CONCURRENT)
+    assert concurrent.best_config == sequential.best_config == worst
+    assert concurrent.best_objective == sequential.best_objective == harm
+    assert _trials(concurrent)[:STARTUP_TRIALS] == _trials(sequential)[:STARTUP_TRIALS]
+    assert len(concurrent.trials) == 24 and concurrent.study_name != sequential.study_name
+    best_sequential = ResultStore(tmp_path / "sequential" / "store").get(worst)
+    best_concurrent = ResultStore(tmp_path / "concurrent" / "store").get(worst)
+    assert best_sequential is not None and best_concurrent is not None
+    assert best_sequential.comparable() == best_concurrent.comparable()
+    for trial in concurrent.trials:  # pruned trials are told as pruned, yet trained whole
+        assert (trial.objective is None) == trial.stopped_early
+        assert trial.steps_trained == (0 if trial.reused else 100)
+    # deterministic for a seed and a worker count, and resumable at a round boundary (rounds
+    # start at 0, 2, 4, then 5, 7, 9, ...): 7 trials, then 13
+    first = _search(space, tmp_path / "extended", n_trials=7, workers=2, attack=CONCURRENT)
+    extended = _search(space, tmp_path / "extended", n_trials=13, workers=2, attack=CONCURRENT)
+    assert _trials(first) == _trials(concurrent)[:7]
+    assert _trials(extended) == _trials(concurrent)[:13]
+
+
+@pytest.mark.slow
+@pytest.mark.negative_control
+def test_a_concurrent_search_with_a_wrong_report_is_caught(
+    tmp_path: Path, model_file: Path
+) -> None:
+    space = synthetic_space(model_file)
+    worst, harm = _grid_worst(space)
+    wrong = SearchAttack(run=stoppable_run, stops_early=True, function=first_only_full_run)
+    result = _search(space, tmp_path, n_trials=8, workers=2, attack=wrong)
+    assert not (result.best_config == worst and result.best_objective == harm)
+
+
+def test_concurrent_search_arguments_are_input_errors(tmp_path: Path, model_file: Path) -> None:
+    space = synthetic_space(model_file)
+    for options, message in (
+        ({"workers": 0}, "workers must be"),
+        ({"workers": 2}, "plain function"),
+        ({"executor": "slurm", "attack": CONCURRENT}, "executor must be"),
+        ({"ray_address": "auto", "attack": CONCURRENT}, "ray executor only"),
+    ):
+        settings: dict[str, Any] = {"n_trials": 2, "seed": 0, "attack": SYNTHETIC,
+                                    "progress": False, "storage": tmp_path / "study.db"}
+        settings.update(options)
+        with pytest.raises(HftaInputError, match=message):
+            search_worst_case(space, store=ResultStore(tmp_path / "store"), **settings)
+    assert not (tmp_path / "study.db").exists()
+
+
+@pytest.mark.slow
+def test_concurrent_trials_on_ray_equal_those_on_local_workers(
+    tmp_path: Path, model_file: Path
+) -> None:
+    """The same rounds on ray as on two local worker processes: the same trials, in order."""
+    ray = pytest.importorskip("ray")
+    # ray workers cannot import this test module by name: ship its functions by value
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    space = synthetic_space(model_file)
+    local = _search(space, tmp_path / "local", n_trials=9, workers=2, attack=CONCURRENT)
+    remote = _search(space, tmp_path / "ray", n_trials=9, workers=2, attack=CONCURRENT,
+                     executor="ray")
+    assert not ray.is_initialized(), "the local ray instance is shut down afterwards"
+    assert _trials(remote) == _trials(local)
+    assert remote.best_config == local.best_config
