@@ -47,6 +47,12 @@ def verify_command(
         str | None, typer.Option(help="Address of a ray cluster (with --executor ray).")
     ] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads per attack.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Attacks (and optuna trials) at once in local worker processes (same results)."
+        ),
+    ] = 1,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress; print only the verdict line.")
     ] = False,
@@ -75,6 +81,8 @@ def verify_command(
         raise HftaInputError("--ray-address needs --executor ray")
     if threads < 1:
         raise HftaInputError(f"--threads must be at least 1, got {threads}")
+    if workers < 1:
+        raise HftaInputError(f"--workers must be at least 1, got {workers}")
 
     if explain:
         _explain(claim)
@@ -93,6 +101,7 @@ def verify_command(
         ray_address=ray_address,
         progress=not quiet,
         threads=threads,
+        workers=workers,
     )
     result = verify_claim(
         claim,

@@ -90,6 +90,7 @@ class RunAttacks(Protocol):
         ray_address: str | None = ...,
         progress: bool = ...,
         threads: int = ...,
+        workers: int = ...,
     ) -> list[Trajectory]: ...
 
 
@@ -155,6 +156,7 @@ class Attacker:
     options: VerifyOptions
 
     def __call__(self, configs: Sequence[AttackConfig]) -> list[Trajectory]:
+        parallel = {"workers": self.options.workers} if self.options.workers != 1 else {}
         return self.run_attacks(
             configs,
             store=self.store,
@@ -162,6 +164,7 @@ class Attacker:
             ray_address=self.options.ray_address,
             progress=self.options.progress,
             threads=self.options.threads,
+            **parallel,
         )
 
 
@@ -200,6 +203,9 @@ def search_attacks(
         threshold=claim.harm.phi,
         threads=options.threads,
         progress=options.progress,
+        workers=options.workers,
+        executor=options.executor,
+        ray_address=options.ray_address,
     )
     keys = {store.key(r.config) for r in known}
     runs: list[AttackRun] = []

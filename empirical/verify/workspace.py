@@ -53,12 +53,15 @@ def silent(message: str) -> None:
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    """How to run (not what to verify): executor, ray address, progress bars, torch threads."""
+    """How to run (not what to verify): executor, ray address, progress bars, torch threads,
+    and ``workers``: attacks (and optuna trials) run at once in local worker processes (1: one
+    after another in this process; the results are the same, ``empirical.verify.executors``)."""
 
     executor: ExecutorName = "local"
     ray_address: str | None = None
     progress: bool = True
     threads: int = 1
+    workers: int = 1
 
 
 def work_directory(out: Path) -> Path:

@@ -133,6 +133,7 @@ def test_bad_options_exit_2(tmp_path: Path) -> None:
         ["verify", "--executor", "cluster"],
         ["verify", "--ray-address", "auto"],
         ["verify", "--threads", "0"],
+        ["verify", "--workers", "0"],
         ["verify", str(tmp_path / "absent.toml")],
     ):
         code, errors = _invoke([*args, "--out", str(tmp_path / "out")])

@@ -309,6 +309,9 @@ def test_sigint_mid_run_exits_130_and_the_rerun_resumes(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a test run started in the background (`... &`) inherits SIGINT ignored, and Python
+        # then never installs its KeyboardInterrupt handler: give the child the default one
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
