@@ -2,9 +2,9 @@
 
 Run in a separate pytest process (pytester) against two small real claims, verified by the
 real ``hfta verify``: a shrunk copy of claims/demo.toml (the adversarial-loss defence, one
-40-step attack at lr 1e-4, stability claimed) and a claim an attacker breaks (no defence, lr 2e-3 for 80
-steps). The broken claim's item must fail with the evidence; each item's outcome must be what
-the verdict.json the verifier wrote says.
+40-step attack at lr 1e-4, stability claimed) and a claim an attacker breaks (no defence,
+lr 2e-3 for 80 steps). The broken claim's item must fail with the evidence; each item's
+outcome must be what the verdict.json the verifier wrote says.
 """
 
 from __future__ import annotations
