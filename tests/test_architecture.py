@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def _modules_after_import(package: str) -> set[str]:
     code = f"import sys, {package}; print('\\n'.join(sorted(sys.modules)))"
@@ -96,3 +98,22 @@ def test_the_architecture_checks_can_fail(tmp_path: Path) -> None:
     )
     assert _wiring_literals(wired, {"smoothness_sandwich"}) == ["T1", "smoothness_sandwich:x"]
     assert _global_hooks("from torch.optim.optimizer import register_optimizer_step_pre_hook")
+
+
+def _solves_bound_itself(source: str) -> bool:
+    """Whether a module solves its own ``bound = tau`` (instead of the Theorem base)."""
+    return "sp.solve(sp.Eq(self.bound, sym.tau)" in source
+
+
+def test_the_steps_solver_lives_once_in_the_theorem_base() -> None:
+    """T2, T3, T4 and T9 take ``steps_solution`` from ``theory.theorem.Theorem``; no theorem
+    module solves its own bound again."""
+    theorems = Path(__file__).resolve().parents[1] / "theory" / "theorems"
+    copies = [p.name for p in theorems.glob("*.py") if _solves_bound_itself(p.read_text())]
+    assert copies == []
+    assert _solves_bound_itself((theorems.parent / "theorem.py").read_text())
+
+
+@pytest.mark.negative_control
+def test_a_copied_solver_is_detected() -> None:
+    assert _solves_bound_itself("roots = sp.solve(sp.Eq(self.bound, sym.tau), sym.t)")

@@ -24,6 +24,7 @@ import math
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -68,6 +69,11 @@ class Theorem:
     #: steps: a resistance certificate), "maximum" (it succeeds within that many: a
     #: vulnerability or trainability certificate), "exact", or None (no solver).
     steps_kind: ClassVar[StepsKind | None] = None
+    #: the symbol (a name in ``theory.symbols``) that ``steps_solution`` solves ``bound = tau``
+    #: for; None: no closed-form steps solver
+    steps_symbol: ClassVar[str | None] = None
+    #: whether ``steps_solution`` is simplified (the form the proofs of T2 and T9 read)
+    simplify_steps: ClassVar[bool] = False
 
     assumptions: tuple[Assumption, ...] = field(default=())
     conclusion: sp.Basic = field(default=sp.true)
@@ -161,6 +167,34 @@ class Theorem:
         if missing:
             raise AssumptionError(self.label, "inputs_given", f"missing values for {missing}")
         return {name: values[name] for name in names}
+
+    @cached_property
+    def steps_solution(self) -> sp.Expr:
+        """The real root of ``bound = tau`` in ``steps_symbol``, by ``sympy.solve`` on the
+        conclusion's bound: the one steps solver every theorem with a closed form shares
+        (derived, never typed a second time)."""
+        from theory import symbols as sym
+
+        if self.steps_symbol is None:
+            raise AssumptionError(
+                self.label, "has_steps_solver", f"{self.name} has no closed-form steps solver"
+            )
+        roots = sp.solve(sp.Eq(self.bound, sym.tau), getattr(sym, self.steps_symbol))
+        if len(roots) != 1:
+            raise RuntimeError(
+                f"{self.label}: expected one root in {self.steps_symbol}, got {roots}"
+            )
+        root: sp.Expr = roots[0]
+        return sp.simplify(root) if self.simplify_steps else root
+
+    def solved_steps(self, threshold: float, inputs: Mapping[str, float]) -> float:
+        """``steps_solution`` at these numbers, made exact: the first integer step whose bound
+        is at most ``threshold`` (``first_step_at_or_below``, started at the real root)."""
+        solution = self.steps_solution
+        args = tuple(sorted(solution.free_symbols, key=lambda s: s.name))
+        values = {**inputs, "tau": threshold}
+        estimate = float(lambdified(solution, args)(*(values[a.name] for a in args)))
+        return first_step_at_or_below(lambda t: self.evaluate(t=t, **inputs), threshold, estimate)
 
     def steps_to_threshold(self, threshold: float, **values: float) -> float:
         """Steps for the loss to reach ``threshold`` as certified by this theorem.

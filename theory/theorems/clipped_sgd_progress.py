@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -52,7 +51,6 @@ from theory.theorem import (
     StepsKind,
     Theorem,
     check_parameter_assumptions,
-    first_step_at_or_below,
     lambdified,
 )
 from theory.theorems import smoothness_sandwich as sandwich
@@ -105,6 +103,8 @@ class ClippedSgdProgress(Theorem):
         "§1.2.3) applied to the attacker's clipped SGD steps"
     )
     steps_kind: ClassVar[StepsKind | None] = "minimum"
+    steps_symbol: ClassVar[str | None] = "t"
+    simplify_steps: ClassVar[bool] = True
 
     assumptions: tuple[Assumption, ...] = (
         sandwich.BETA_SMOOTH,
@@ -119,14 +119,6 @@ class ClippedSgdProgress(Theorem):
     )
     conclusion: sp.Basic = CONCLUSION
     bound: sp.Expr = BOUND
-
-    @cached_property
-    def steps_solution(self) -> sp.Expr:
-        """The real t with ``bound = tau``, by ``sympy.solve`` on the conclusion's bound."""
-        roots = sp.solve(sp.Eq(self.bound, sym.tau), sym.t)
-        if len(roots) != 1:  # pragma: no cover - the bound is linear in t
-            raise RuntimeError(f"T2: expected one root in t, got {roots}")
-        return sp.simplify(roots[0])
 
     def steps_to_threshold(self, threshold: float, **values: float) -> float:
         """Certified minimum steps t_min = ⌈(L_0 − τ)/(G η C + β η² C²/2)⌉ (constant η).
@@ -148,11 +140,7 @@ class ClippedSgdProgress(Theorem):
             return 0.0
         if self.evaluate_expression(STEP_DECREASE, **inputs) == 0.0:
             return math.inf
-        solution = self.steps_solution
-        args = tuple(sorted(solution.free_symbols, key=lambda s: s.name))
-        all_values = {**inputs, "tau": threshold}
-        estimate = float(lambdified(solution, args)(*(all_values[a.name] for a in args)))
-        return first_step_at_or_below(lambda t: self.evaluate(t=t, **inputs), threshold, estimate)
+        return self.solved_steps(threshold, inputs)
 
 
 THEOREM = ClippedSgdProgress()

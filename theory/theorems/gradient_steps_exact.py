@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 from typing import ClassVar
 
 import sympy as sp
@@ -166,6 +165,8 @@ class GradientStepsExact(Theorem):
         "Thm 3.10): dual certificate in closed form, proved for every N by induction"
     )
     steps_kind: ClassVar[StepsKind | None] = "minimum"
+    steps_symbol: ClassVar[str | None] = "t"
+    simplify_steps: ClassVar[bool] = True
 
     assumptions: tuple[Assumption, ...] = (
         sandwich.BETA_SMOOTH,
@@ -179,14 +180,6 @@ class GradientStepsExact(Theorem):
     )
     conclusion: sp.Basic = CONCLUSION
     bound: sp.Expr = BOUND
-
-    @cached_property
-    def steps_solution(self) -> sp.Expr:
-        """The real t with ``bound = tau``, by ``sympy.solve`` on the conclusion's bound."""
-        roots = sp.solve(sp.Eq(self.bound, sym.tau), sym.t)
-        if len(roots) != 1:  # pragma: no cover - the bound is linear in t
-            raise RuntimeError(f"T9: expected one root in t, got {roots}")
-        return sp.simplify(roots[0])
 
     def steps_to_threshold(self, threshold: float, **values: float) -> float:
         """Certified minimum number of gradient steps to reach L ≤ τ:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -52,7 +51,6 @@ from theory.theorem import (
     StepsKind,
     Theorem,
     check_parameter_assumptions,
-    first_step_at_or_below,
     lambdified,
 )
 
@@ -107,6 +105,7 @@ class PathLengthAdam(Theorem):
         "Loshchilov & Hutter, Decoupled Weight Decay Regularization, ICLR 2019"
     )
     steps_kind: ClassVar[StepsKind | None] = "minimum"
+    steps_symbol: ClassVar[str | None] = "t"
 
     assumptions: tuple[Assumption, ...] = (
         GRADIENT_BOUNDED_ON_PATH,
@@ -119,14 +118,6 @@ class PathLengthAdam(Theorem):
     )
     conclusion: sp.Basic = CONCLUSION
     bound: sp.Expr = BOUND
-
-    @cached_property
-    def steps_solution(self) -> sp.Expr:
-        """The real t with ``bound = tau``, by ``sympy.solve`` on the conclusion's bound."""
-        roots = sp.solve(sp.Eq(self.bound, sym.tau), sym.t)
-        if len(roots) != 1:  # pragma: no cover - the bound is linear in t
-            raise RuntimeError(f"T3: expected one root in t, got {roots}")
-        return roots[0]
 
     def steps_to_threshold(self, threshold: float, **values: float) -> float:
         """Certified minimum steps ⌈(L_0 − τ)/(G η a_∞ √d)⌉ for Adam with constant η.
@@ -141,11 +132,7 @@ class PathLengthAdam(Theorem):
             return 0.0
         if inputs["G"] == 0:
             return math.inf
-        solution = self.steps_solution
-        args = tuple(sorted(solution.free_symbols, key=lambda s: s.name))
-        all_values = {**inputs, "tau": threshold}
-        estimate = float(lambdified(solution, args)(*(all_values[a.name] for a in args)))
-        return first_step_at_or_below(lambda t: self.evaluate(t=t, **inputs), threshold, estimate)
+        return self.solved_steps(threshold, inputs)
 
     def evaluate(self, **values: float) -> float:
         """``bound`` (constant η, λ = 0); AdamW needs the schedule form (``envelope``)."""

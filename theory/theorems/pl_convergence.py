@@ -28,7 +28,6 @@ Polyak-Łojasiewicz Condition", ECML-PKDD 2016, Theorem 1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import ClassVar
 
 import sympy as sp
@@ -39,7 +38,6 @@ from theory.theorem import (
     StepsKind,
     Theorem,
     first_step_at_or_below,
-    lambdified,
 )
 from theory.theorems import smoothness_sandwich as sandwich
 
@@ -98,6 +96,7 @@ class PlConvergence(Theorem):
     title: ClassVar[str] = "Polyak–Łojasiewicz convergence (vulnerability / trainability)"
     source: ClassVar[str] = "Polyak (1963); Karimi, Nutini, Schmidt, ECML-PKDD 2016, Theorem 1"
     steps_kind: ClassVar[StepsKind | None] = "maximum"
+    steps_symbol: ClassVar[str | None] = "t"
 
     assumptions: tuple[Assumption, ...] = (
         sandwich.BETA_SMOOTH,
@@ -116,14 +115,6 @@ class PlConvergence(Theorem):
     conclusion: sp.Basic = CONCLUSION
     bound: sp.Expr = BOUND
 
-    @cached_property
-    def steps_solution(self) -> sp.Expr:
-        """The real t with ``bound = tau`` (for ημ < 1), by ``sympy.solve``."""
-        roots = sp.solve(sp.Eq(self.bound, sym.tau), sym.t)
-        if len(roots) != 1:  # pragma: no cover - log is one-to-one
-            raise RuntimeError(f"T4: expected one root in t, got {roots}")
-        return roots[0]
-
     def steps_to_threshold(self, threshold: float, **values: float) -> float:
         """Certified maximum steps t_max = ⌈log((τ − L*)/(L_0 − L*)) / log(1 − ημ)⌉.
 
@@ -139,13 +130,8 @@ class PlConvergence(Theorem):
         self.check_assumptions(tau=threshold, **inputs)
         at = {k: v for k, v in inputs.items() if k != "beta"}
         if inputs["eta"] * inputs["mu"] >= 1.0:
-            estimate = 1.0
-        else:
-            solution = self.steps_solution
-            args = tuple(sorted(solution.free_symbols, key=lambda s: s.name))
-            all_values = {**at, "tau": threshold}
-            estimate = float(lambdified(solution, args)(*(all_values[a.name] for a in args)))
-        return first_step_at_or_below(lambda t: self.evaluate(t=t, **at), threshold, estimate)
+            return first_step_at_or_below(lambda t: self.evaluate(t=t, **at), threshold, 1.0)
+        return self.solved_steps(threshold, at)
 
 
 THEOREM = PlConvergence()
