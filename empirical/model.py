@@ -36,6 +36,7 @@ from transformers import (
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 from transformers.utils import logging as transformers_logging
 
+from empirical.outputs import ordinary_permissions
 from theory.errors import HftaInputError
 
 EMBEDDED_MODEL_DIR: Path = Path(__file__).resolve().parent / "assets" / "embedded"
@@ -220,16 +221,6 @@ def load_model(
     return model, tokenizer
 
 
-def _ordinary_permissions(directory: Path) -> None:
-    """Give a staged directory the permissions of a freshly made one (``mkdtemp`` and some
-    writers create owner-only ones): 0o777 for the directory and 0o666 for files, less umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    directory.chmod(0o777 & ~umask)
-    for path in directory.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-
-
 def save_model(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -262,7 +253,7 @@ def save_model(
             if Path(name).name != name:
                 raise HftaInputError(f"save_model: extra file name '{name}' is not a plain name")
             (staging / name).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
-        _ordinary_permissions(staging)
+        ordinary_permissions(staging)
         if directory.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
             os.replace(directory, retired / directory.name)

@@ -187,14 +187,22 @@ class Theorem:
         root: sp.Expr = roots[0]
         return sp.simplify(root) if self.simplify_steps else root
 
-    def solved_steps(self, threshold: float, inputs: Mapping[str, float]) -> float:
-        """``steps_solution`` at these numbers, made exact: the first integer step whose bound
-        is at most ``threshold`` (``first_step_at_or_below``, started at the real root)."""
+    def solved_steps(
+        self, threshold: float, inputs: Mapping[str, float], *, first_step: int = 0
+    ) -> float:
+        """``steps_solution`` at these numbers, made exact: the first integer step, at least
+        ``first_step`` (a bound stated for t ≥ 1 starts there), whose bound is at most
+        ``threshold`` (``first_step_at_or_below``, started at the real root)."""
         solution = self.steps_solution
         args = tuple(sorted(solution.free_symbols, key=lambda s: s.name))
         values = {**inputs, "tau": threshold}
         estimate = float(lambdified(solution, args)(*(values[a.name] for a in args)))
-        return first_step_at_or_below(lambda t: self.evaluate(t=t, **inputs), threshold, estimate)
+        found = first_step_at_or_below(
+            lambda t: self.evaluate(t=max(t, first_step), **inputs),
+            threshold,
+            max(estimate, float(first_step)),
+        )
+        return max(found, float(first_step))
 
     def steps_to_threshold(self, threshold: float, **values: float) -> float:
         """Steps for the loss to reach ``threshold`` as certified by this theorem.

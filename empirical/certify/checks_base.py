@@ -191,6 +191,25 @@ def measured_prefix(trajectory: Trajectory) -> int:
     return count
 
 
+def gradient_descent_prelude(
+    trajectory: Trajectory, label: str, name: str, inequality: str
+) -> tuple[list[float | None], int, float] | BoundCheck:
+    """What the gradient-descent checks (T4, T9) share before they compare anything: the
+    probe losses, the measured prefix and L_0, or the not-applicable ``BoundCheck`` that says
+    why the run cannot be checked (no probe, not gradient descent on the probe, no step)."""
+    losses = probe_losses(trajectory)
+    if losses is None:
+        return no_probe(label, name, inequality)
+    reason = gradient_descent_on_probe(trajectory, label)
+    if reason is not None:
+        return not_applicable(label, name, inequality, reason)
+    steps = measured_prefix(trajectory)
+    first = losses[0]
+    if steps == 0 or first is None:
+        return not_applicable(label, name, inequality, "no measured step")
+    return losses, steps, float(first)
+
+
 def parameter_rounding(trajectory: Trajectory, theta0_norm: float | None) -> FloatArray | None:
     """ε‖θ_{s+1}‖ bounds, per step, by ε(‖θ_0‖ + ‖θ_{s+1} − θ_0‖): how far the rounding of
     the new parameters can move a step from the one the optimizer intended."""

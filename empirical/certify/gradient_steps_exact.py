@@ -34,15 +34,13 @@ from empirical.certify.checks_base import (
     default_threshold,
     first_at_or_below,
     gradient_descent_on_probe,
+    gradient_descent_prelude,
     loss_tolerance,
-    measured_prefix,
     missing,
-    no_probe,
     parameter_rounding,
     planned,
-    probe_losses,
 )
-from empirical.certify.records import BoundCheck, Constant, PathConstants, not_applicable
+from empirical.certify.records import BoundCheck, Constant, PathConstants
 from empirical.trajectory import Trajectory
 from theory.theorems.gradient_steps_exact import THEOREM
 
@@ -70,18 +68,13 @@ def check_gradient_steps(
     theorem = THEOREM
     label, name = theorem.label, theorem.name
     inequality = "L_t >= L_0 - (t (eta G^2 + beta eta^2 G^2/4) + beta eta^2 G^2/4)"
-    losses = probe_losses(trajectory)
-    if losses is None:
-        return no_probe(label, name, inequality)
-    reason = gradient_descent_on_probe(trajectory, label)
-    if reason is not None:
-        return not_applicable(label, name, inequality, reason)
-    steps = measured_prefix(trajectory)
-    if steps == 0 or losses[0] is None:
-        return not_applicable(label, name, inequality, "no measured step")
+    prelude = gradient_descent_prelude(trajectory, label, name, inequality)
+    if isinstance(prelude, BoundCheck):
+        return prelude
+    losses, steps, loss0 = prelude
     constants = {"G": as_constant("G", G), "beta": as_constant("beta", beta)}
     values = {
-        "L0": float(losses[0]),
+        "L0": loss0,
         "G": constants["G"].value,
         "eta": float(trajectory.learning_rate[0]),  # type: ignore[arg-type]
         "beta": constants["beta"].value,

@@ -29,14 +29,11 @@ from empirical.certify.checks_base import (
     Tally,
     as_constant,
     first_at_or_below,
-    gradient_descent_on_probe,
+    gradient_descent_prelude,
     loss_tolerance,
-    measured_prefix,
-    no_probe,
     planned,
-    probe_losses,
 )
-from empirical.certify.records import BoundCheck, Constant, PathConstants, not_applicable
+from empirical.certify.records import BoundCheck, Constant, PathConstants
 from empirical.trajectory import Trajectory
 from theory.theorems.pl_convergence import THEOREM
 
@@ -62,15 +59,10 @@ def check_pl_convergence(
     theorem = THEOREM
     label, name = theorem.label, theorem.name
     inequality = "L_t <= L* + (1 - eta mu)^t (L_0 - L*)"
-    losses = probe_losses(trajectory)
-    if losses is None:
-        return no_probe(label, name, inequality)
-    reason = gradient_descent_on_probe(trajectory, label)
-    if reason is not None:
-        return not_applicable(label, name, inequality, reason)
-    steps = measured_prefix(trajectory)
-    if steps == 0 or losses[0] is None:
-        return not_applicable(label, name, inequality, "no measured step")
+    prelude = gradient_descent_prelude(trajectory, label, name, inequality)
+    if isinstance(prelude, BoundCheck):
+        return prelude
+    losses, steps, loss0 = prelude
     constants = {
         "mu": as_constant("mu", mu),
         "beta": as_constant("beta", beta),
@@ -78,7 +70,7 @@ def check_pl_convergence(
     }
     eta = float(trajectory.learning_rate[0])  # type: ignore[arg-type]
     values = {
-        "L0": float(losses[0]),
+        "L0": loss0,
         "L_star": constants["L_star"].value,
         "eta": eta,
         "mu": constants["mu"].value,

@@ -117,15 +117,11 @@ def verify_command(
 
 def _explain(claim: Path | None) -> None:
     """``--explain``: the claim checked end to end (``prepare``), then what would run."""
-    from empirical.verify.claim import DEFAULT_CLAIM, load_claim
+    from empirical.verify.api import resolve_claim
     from empirical.verify.plan import explain
     from empirical.verify.stages import prepare
-    from theory.errors import HftaInputError
 
-    path = DEFAULT_CLAIM if claim is None else claim
-    if claim is None and not path.is_file():
-        raise HftaInputError(f"no claim given and the bundled default {path} is missing")
-    prepared = prepare(load_claim(path), path)
+    prepared = prepare(*resolve_claim(claim, None))
     for line in explain(prepared.claim, prepared.data):
         typer.echo(line)
 

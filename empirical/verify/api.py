@@ -72,7 +72,9 @@ def check_options(options: VerifyOptions) -> None:
         raise HftaInputError(f"threads must be at least 1, got {options.threads}")
 
 
-def _load(claim: Claim | Path | str | None, claim_file: Path | None) -> tuple[Claim, Path | None]:
+def resolve_claim(
+    claim: Claim | Path | str | None, claim_file: Path | None
+) -> tuple[Claim, Path | None]:
     """The parsed claim and the file its relative paths resolve against."""
     from empirical.verify.claim import DEFAULT_CLAIM, load_claim
 
@@ -116,7 +118,7 @@ def verify_claim(
 
     options = options or VerifyOptions()
     check_options(options)
-    parsed, source = _load(claim, claim_file)
+    parsed, source = resolve_claim(claim, claim_file)
     destination = default_output() if out is None else Path(out)
     claim_output(destination, "verify", force=force)
     prepared = prepare(parsed, source)

@@ -22,16 +22,15 @@ docs/verdict.schema.json) built from the verifier's outcome:
 ``verdict.json`` is the document's ``model_dump(mode="json")``; ``report.md`` (``markdown``),
 the figures (``empirical.verify.figures``) and ``report.html`` (``empirical.verify.html``)
 read the typed records, never string keys. ``write_outputs`` writes everything into a
-staging directory; ``publish`` then moves it to the output directory in one rename, so the
-output appears complete or not at all.
+staging directory; ``empirical.outputs.publish`` then moves it to the output directory in
+one rename (replacing only a previous verify output), so the output appears complete or not
+at all.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -76,7 +75,7 @@ if TYPE_CHECKING:
     from empirical.verify.claim import ConditionName
     from empirical.verify.outcome import BoundSummary, VerifyOutcome
 
-__all__ = ["VERDICT_SCHEMA", "document", "markdown", "publish", "write_outputs"]
+__all__ = ["VERDICT_SCHEMA", "document", "markdown", "write_outputs"]
 
 # --------------------------------------------------------------------------- the document
 def _plural(count: int, noun: str) -> str:
@@ -334,34 +333,6 @@ def write_outputs(
 
     write_html_report(staging)
     return record.model_dump(mode="json")
-
-
-def _ordinary_permissions(directory: Path) -> None:
-    """Files and folders as a plain ``open``/``mkdir`` would make them (0o666 / 0o777 less the
-    umask): the temporary files behind the atomic writes are created owner-only."""
-    umask = os.umask(0)
-    os.umask(umask)
-    directory.chmod(0o777 & ~umask)
-    for path in directory.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-def publish(staging: Path, out: Path) -> None:
-    """Move the finished ``staging`` directory to ``out`` (replacing an older output).
-
-    ``out`` never holds a partial result: it is either the old output, absent for the
-    instant between two renames, or the new one.
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _ordinary_permissions(staging)
-    retired: Path | None = None
-    if out.exists():
-        retired = out.with_name(f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-        os.replace(out, retired)
-    os.replace(staging, out)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 def status_of(record: VerdictDocument | Mapping[str, Any]) -> Status:

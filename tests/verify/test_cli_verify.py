@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from empirical.cli import main
 from empirical.verify.claim import DEFAULT_CLAIM
+from tests.verify._claims import tiny_claim
 
 HFTA = [sys.executable, "-c", "from empirical.cli import main; main()"]
 DEMO_TEXT = DEFAULT_CLAIM.read_text(encoding="utf-8")
@@ -182,36 +183,7 @@ def test_bad_claim_in_a_real_process_exits_2_without_traceback(tmp_path: Path) -
 
 
 # --------------------------------------------------------------------------- resume after SIGKILL
-RESUMABLE = """
-[claim]
-name = "resumable"
-
-[defence]
-name = "none"
-
-[data]
-evaluation_examples_per_category = 20
-reference_examples_per_category = 10
-attack_examples_per_category = 40
-
-[threat_model]
-budget_steps = 20
-learning_rates = [1e-3, 3e-3]
-seeds = [0]
-batch_sizes = [8]
-max_grad_norm = 1.0
-
-[harm]
-phi = 0.5
-eval_every_steps = 10
-probe_examples = 8
-
-[conditions]
-claimed = ["weak_resistance"]
-
-[theory]
-measure_path = "none"
-"""
+RESUMABLE = tiny_claim("resumable", budget_steps=20, attack_examples=40, evaluation_examples=20)
 
 
 def _run_in_process(args: list[str]) -> int:

@@ -53,9 +53,10 @@ def _scaled_down(claim: Claim) -> Claim:
 
 @pytest.mark.slow
 def test_a_scaled_down_demo_runs_every_step(tmp_path: Path) -> None:
+    from empirical.outputs import claim_output, publish
     from empirical.verify.figures import figures
     from empirical.verify.pipeline import Workspace, prepare, verify
-    from empirical.verify.report import publish, write_outputs
+    from empirical.verify.report import write_outputs
 
     claim = _scaled_down(load_claim(DEFAULT_CLAIM))
     workspace = Workspace(tmp_path / "demo.cache")
@@ -70,7 +71,7 @@ def test_a_scaled_down_demo_runs_every_step(tmp_path: Path) -> None:
     assert outcome.theory.violations == 0
     assert all(v.status in set(Status) for v in outcome.conditions.values())
     write_outputs(outcome, workspace.root / "partial", figures(outcome))
-    publish(workspace.root / "partial", tmp_path / "demo")
+    publish(workspace.root / "partial", claim_output(tmp_path / "demo", "verify"))
     assert (tmp_path / "demo" / "figures" / "figure2_loss.png").is_file()
 
     again = verify(prepare(claim, DEFAULT_CLAIM), workspace, options=None)

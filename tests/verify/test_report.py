@@ -16,6 +16,7 @@ from matplotlib.lines import Line2D
 
 from empirical.attack import AttackConfig
 from empirical.certify import BoundCheck, Constant, PathConstants
+from empirical.outputs import MARKER, claim_output, publish
 from empirical.trajectory import Environment, Evaluation, Timing, Trajectory
 from empirical.verify.claim import parse_claim, resolve_data
 from empirical.verify.document import ResistanceCondition, VerdictDocument
@@ -35,7 +36,7 @@ from empirical.verify.pipeline import (
     VerifyOutcome,
     judge_resistance,
 )
-from empirical.verify.report import document, markdown, publish, write_outputs
+from empirical.verify.report import document, markdown, write_outputs
 from tests.verify._verdict import ENVIRONMENT
 from theory.theorems import path_length_adam
 from theory.verdict import Status, Verdict
@@ -190,9 +191,10 @@ def test_write_and_publish_replace_the_output_atomically(tmp_path: Path) -> None
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.txt").write_text("old")
+    (out / MARKER).write_text('{"command": "verify"}')  # a previous verify output
     staging = tmp_path / "work" / "partial"
     write_outputs(outcome, staging, figures(outcome))
-    publish(staging, out)
+    publish(staging, claim_output(out, "verify"))
     assert not staging.exists()
     assert not (out / "stale.txt").exists()
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}

@@ -25,39 +25,20 @@ from filelock import FileLock
 from empirical.cli import main
 from empirical.model import EMBEDDED_MODEL_DIR
 from empirical.outputs import MARKER, claim_output, marker_command
+from tests.verify._claims import tiny_claim
 
 HFTA = [sys.executable, "-c", "from empirical.cli import main; main()"]
 
-TINY_CLAIM = """
-[claim]
-name = "trust"
 
-[defence]
-name = "none"
-{model}
-[data]
-evaluation_examples_per_category = 10
-reference_examples_per_category = 10
-attack_examples_per_category = 20
 
-[threat_model]
-budget_steps = 40
-learning_rates = [1e-3, 3e-3]
-seeds = [0]
-batch_sizes = [8]
-max_grad_norm = 1.0
-
-[harm]
-phi = 0.5
-eval_every_steps = 10
-probe_examples = 8
-
-[conditions]
-claimed = ["weak_resistance"]
-
-[theory]
-measure_path = "none"
-"""
+def _trust_claim(model_section: str = "") -> str:
+    return tiny_claim(
+        "trust",
+        budget_steps=40,
+        attack_examples=20,
+        evaluation_examples=10,
+        model_section=model_section,
+    )
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -91,7 +72,7 @@ def _one_error_line(errors: str, *words: str) -> str:
 
 def _claim(directory: Path, model: str = "") -> Path:
     path = directory / "claim.toml"
-    path.write_text(TINY_CLAIM.format(model=model), encoding="utf-8")
+    path.write_text(_trust_claim(model), encoding="utf-8")
     return path
 
 
@@ -144,7 +125,7 @@ def test_a_foreign_out_is_refused_and_untouched(tmp_path: Path, command: str) ->
 
 def _claim_path(tmp_path: Path) -> Path:
     claim = tmp_path.parent / f"{tmp_path.name}-claim.toml"
-    claim.write_text(TINY_CLAIM.format(model=""), encoding="utf-8")
+    claim.write_text(_trust_claim(), encoding="utf-8")
     return claim
 
 

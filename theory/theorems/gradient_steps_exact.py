@@ -57,8 +57,6 @@ from theory.theorem import (
     Assumption,
     StepsKind,
     Theorem,
-    first_step_at_or_below,
-    lambdified,
 )
 from theory.theorems import smoothness_sandwich as sandwich
 
@@ -194,14 +192,7 @@ class GradientStepsExact(Theorem):
             return 0.0
         if self.evaluate_expression(STEP_WORST, **inputs) == 0.0:
             return math.inf
-        solution = self.steps_solution
-        args = tuple(sorted(solution.free_symbols, key=lambda s: s.name))
-        all_values = {**inputs, "tau": threshold}
-        estimate = float(lambdified(solution, args)(*(all_values[a.name] for a in args)))
-        found = first_step_at_or_below(
-            lambda t: self.evaluate(t=max(t, 1), **inputs), threshold, max(estimate, 1.0)
-        )
-        return max(found, 1.0)
+        return self.solved_steps(threshold, inputs, first_step=1)
 
 
 THEOREM = GradientStepsExact()
