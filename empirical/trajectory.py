@@ -93,6 +93,16 @@ PARQUET_COLUMNS: dict[str, str] = {
 }
 
 
+#: Machine epsilon of the dtypes a trajectory may be measured in (the rounding allowances of
+#: ``empirical.certify`` and the trustworthy-curvature rule of the recorder use it).
+MACHINE_EPSILON: dict[str, float] = {
+    "float64": 2.0**-52,
+    "float32": 2.0**-23,
+    "float16": 2.0**-10,
+    "bfloat16": 2.0**-7,
+}
+
+
 class Environment(BaseModel):
     """Where a trajectory was measured."""
 
@@ -156,7 +166,12 @@ def _finite_or_none(values: list[float | None] | None, name: str) -> None:
 
 
 class Trajectory(BaseModel):
-    """A measured attack (see the module docstring for the indexing)."""
+    """A measured attack (see the module docstring for the indexing).
+
+    ``probe_dtype``: the dtype the probe columns were evaluated in when it is not the attack's
+    (``environment.dtype``): ``empirical.certify.float64`` evaluates them again in float64 at
+    the captured iterates, so that rounding does not decide a check. None: the attack's dtype.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -174,6 +189,7 @@ class Trajectory(BaseModel):
     probe_grad_norm: list[float | None] | None = None
     probe_directional_derivative: list[float | None] | None = None
     curvature: list[float | None] | None = None
+    probe_dtype: str | None = None
     evaluations: list[Evaluation] = Field(default_factory=list)
     capability_higher_is_better: bool | None = None
     diverged_at: int | None = None
@@ -537,7 +553,7 @@ class TrajectoryRecorder:
     ) -> Trajectory:
         columns: dict[str, Any] = dict(self.columns)
         if self.record_curvature:
-            columns["curvature"] = self._curvature()
+            columns["curvature"] = self._curvature(environment.dtype)
         return Trajectory(
             source=self.source,
             config=self.config,
@@ -553,10 +569,13 @@ class TrajectoryRecorder:
             **columns,
         )
 
-    def _curvature(self) -> list[float | None]:
+    def _curvature(self, dtype: str) -> list[float | None]:
         """κ_s on the probe batch for every step; ``None`` where ‖Δ_s‖² = 0 (zero or underflowing
-        step) or a value is missing."""
-        from theory.theorems.smoothness_sandwich import segment_curvature
+        step), a value is missing, or κ_s is rounding noise in ``dtype`` (theory's
+        ``trustworthy_curvature``: its rounding bound exceeds a tenth of |κ_s|)."""
+        from theory.theorems.smoothness_sandwich import trustworthy_curvature
+
+        unit_roundoff = MACHINE_EPSILON.get(dtype, MACHINE_EPSILON["float32"])
 
         loss = self.columns["probe_loss"]
         slope = self.columns["probe_directional_derivative"]
@@ -568,6 +587,8 @@ class TrajectoryRecorder:
                 values.append(None)
                 continue
             assert l0 is not None and l1 is not None and gdot is not None and delta is not None
-            kappa = float(segment_curvature(L0=l0, L1=l1, gdot=gdot, delta_norm=delta))
-            values.append(kappa if math.isfinite(kappa) else None)
+            kappa = trustworthy_curvature(
+                L0=l0, L1=l1, gdot=gdot, delta_norm=delta, unit_roundoff=unit_roundoff
+            )
+            values.append(kappa)
         return values

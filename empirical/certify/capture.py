@@ -5,8 +5,10 @@ callback (``IterateCapture``) that keeps θ_0 … θ_T, the trainable parameters
 float32 vectors the attack loop measures its update norms on; checks them against the
 recorded update norms (‖θ_{s+1} − θ_s‖ equal to ``update_norm[s]`` to a relative 10⁻⁵);
 rebuilds the probe batch (``measure_constants`` checks it against the recorded probe losses);
-and measures the constants along the path (``empirical.certify.constants``).
-``MeasuredAttack.check_all`` then runs every check that applies.
+and measures the constants along the path (``empirical.certify.constants``). With
+``float64=True`` the probe columns are evaluated again in float64 at the captured iterates
+(``empirical.certify.float64``: ``MeasuredAttack.checked``), so that rounding does not decide
+a check. ``MeasuredAttack.check_all`` then runs every check that applies on ``checked``.
 """
 
 from __future__ import annotations
@@ -37,17 +39,23 @@ __all__ = ["IterateCapture", "MeasuredAttack", "attack_and_measure"]
 
 @dataclass
 class MeasuredAttack:
-    """An attack run with its iterates captured and its constants measured."""
+    """An attack run with its iterates captured and its constants measured.
+
+    ``trajectory`` is the run as recorded; ``checked`` the trajectory the checks read: the
+    same, or with its probe columns evaluated again in float64 (``attack_and_measure``'s
+    ``float64``).
+    """
 
     trajectory: Trajectory
     constants: PathConstants
     model: nn.Module
     iterates: list[Tensor]
     landscape: LossLandscape
+    checked: Trajectory
 
     def check_all(self, *, threshold: float | None = None) -> list[BoundCheck]:
-        """``empirical.certify.check_all`` on this run with its measured constants."""
-        return check_all(self.trajectory, self.constants, threshold=threshold)
+        """``empirical.certify.check_all`` on ``checked`` with its measured constants."""
+        return check_all(self.checked, self.constants, threshold=threshold)
 
 
 class IterateCapture:
@@ -128,10 +136,12 @@ def attack_and_measure(
     segment_samples: int = 4,
     lanczos_tolerance: float = LANCZOS_TOLERANCE,
     contraction_start: int | None = None,
+    float64: bool = False,
 ) -> MeasuredAttack:
     """Run ``empirical.attack.attack`` with its iterates captured (``IterateCapture``), then
     ``measure_constants`` on the probe loss along the path (arguments as for ``attack``;
-    ``config.probe`` or ``config.record_curvature`` must be on)."""
+    ``config.probe`` or ``config.record_curvature`` must be on); ``float64``: evaluate the
+    probe columns again in float64 for the checks (``MeasuredAttack.checked``)."""
     from empirical.attack import attack
     from empirical.hvp import model_landscape
 
@@ -171,10 +181,16 @@ def attack_and_measure(
         lanczos_tolerance=lanczos_tolerance,
         contraction_start=contraction_start,
     )
+    checked = trajectory
+    if float64:
+        from empirical.certify.float64 import in_float64
+
+        checked = in_float64(trajectory, outcome.model, batch, iterates)
     return MeasuredAttack(
         trajectory=trajectory,
         constants=constants,
         model=outcome.model,
         iterates=iterates,
         landscape=landscape,
+        checked=checked,
     )

@@ -133,6 +133,7 @@ def measure_constants(
     lanczos_tolerance: float = LANCZOS_TOLERANCE,
     contraction_start: int | None = None,
     seed: int = 0,
+    refine: float | None = None,
 ) -> PathConstants:
     """All constants along the measured path of ``trajectory``.
 
@@ -143,6 +144,11 @@ def measure_constants(
     ``beta`` is their maximum, ``beta_segments[s]`` the largest estimate at the sampled points
     bracketing segment s. G on the segments: ``gradient_bound_along_path`` with
     ``segment_samples`` points per segment. ‖θ_0‖ from ``iterates[0]``.
+
+    ``refine`` (a relative tolerance, e.g. 0.1): sample β densely enough that a denser
+    sampling does not change it by more: the interval between sampled iterates is halved
+    (the midpoints added) until β grows by at most ``refine`` relative, or every iterate is
+    sampled; the record lists each interval and its β.
     """
     import torch
 
@@ -158,34 +164,56 @@ def measure_constants(
     base = constants_from_trajectory(trajectory, contraction_start=contraction_start)
     steps = measured_prefix(trajectory)
     last = steps  # the last iterate with a finite probe loss at both ends of its segment
-    sampled = sorted({*range(0, last + 1, beta_every), last})
+    if refine is not None and not refine > 0:
+        raise HftaInputError(f"refine must be a positive relative tolerance, got {refine!r}")
     estimates: dict[int, float] = {}
     records: list[dict[str, Any]] = []
-    for index in sampled:
-        estimate = smoothness_of(
-            landscape, iterates[index].to(landscape.dtype), tolerance=lanczos_tolerance, seed=seed
-        )
-        estimates[index] = estimate.beta * (1.0 + lanczos_tolerance)
-        records.append(
-            {
-                "iterate": index,
-                "lambda_max": estimate.lambda_max,
-                "lambda_min": estimate.lambda_min,
-                "converged": estimate.converged,
-                "hvps": estimate.hvps,
-                "seconds": estimate.seconds,
-                "method": estimate.method,
-            }
-        )
-    beta_value = max(estimates.values())
+
+    def sample(indices: set[int]) -> float:
+        for index in sorted(indices - set(estimates)):
+            point = iterates[index].to(landscape.dtype)
+            estimate = smoothness_of(landscape, point, tolerance=lanczos_tolerance, seed=seed)
+            estimates[index] = estimate.beta * (1.0 + lanczos_tolerance)
+            records.append(
+                {
+                    "iterate": index,
+                    "lambda_max": estimate.lambda_max,
+                    "lambda_min": estimate.lambda_min,
+                    "converged": estimate.converged,
+                    "hvps": estimate.hvps,
+                    "seconds": estimate.seconds,
+                    "method": estimate.method,
+                }
+            )
+        return max(estimates.values())
+
+    interval = beta_every
+    beta_value = sample({*range(0, last + 1, interval), last})
+    refinement = [{"interval": interval, "beta": beta_value}]
+    while refine is not None and interval > 1:
+        interval = max(interval // 2, 1)
+        denser = sample({*range(0, last + 1, interval), last})
+        refinement.append({"interval": interval, "beta": denser})
+        stable = denser <= beta_value * (1.0 + refine)
+        beta_value = denser
+        if stable:
+            break
+    sampled = sorted(estimates)
+    density = ""
+    if refine is not None:
+        density = f"; interval halved down to {interval} until beta changed by <= {refine:g}"
     beta = Constant(
         name="beta",
         value=beta_value,
         method=f"Lanczos (both spectrum ends) at {len(sampled)} iterates, max |lambda|, "
-        f"times 1 + {lanczos_tolerance:g}",
+        f"times 1 + {lanczos_tolerance:g}{density}",
         points=len(sampled),
         note="local: a lower estimate of the smoothness of the region the path visits",
-        provenance={"estimates": records, "all_converged": all(r["converged"] for r in records)},
+        provenance={
+            "estimates": records,
+            "all_converged": all(r["converged"] for r in records),
+            "refinement": refinement,
+        },
     )
     segments: list[float | None] = []
     for s in range(trajectory.n_steps):

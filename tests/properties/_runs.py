@@ -10,9 +10,9 @@
   properties (``measure``). Failing examples print the attack configuration as JSON
   (``AttackConfig.model_validate_json``) and the model spec, which reproduce the run.
 
-Tolerances: 8 ulp of every loss-sized value compared (float32 losses agree with float64
-evaluations to ~1.2 ulp), plus the rounding of the parameters for bounds on step norms
-(``empirical.certify.checks_base``).
+Tolerances: 8 ulp of every loss-sized value compared, plus the rounding of the parameters for
+bounds on step norms (``empirical.certify.checks_base``, which says where 8 float32 ulp is too
+few and how the verifier evaluates in float64 instead: ``empirical.certify.float64``).
 """
 
 from __future__ import annotations

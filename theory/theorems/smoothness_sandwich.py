@@ -120,3 +120,51 @@ def segment_curvature(*, L0: float, L1: float, gdot: float, delta_norm: float) -
         raise AssumptionError(THEOREM.label, "delta_norm_squared_positive", detail)
     args = (sym.L0, sym.L1, sym.gdot, sym.delta_norm)
     return float(lambdified(CURVATURE, args)(L0, L1, gdot, delta_norm))
+
+
+#: Units of roundoff allowed per loss-sized value in a curvature's numerator
+#: (``curvature_rounding_bound``).
+CURVATURE_ROUNDING_ULPS = 8.0
+#: A measured curvature is kept only when its rounding bound is at most this fraction of it.
+CURVATURE_NOISE_FRACTION = 0.1
+
+
+def curvature_rounding_bound(
+    *, L0: float, L1: float, gdot: float, delta_norm: float, unit_roundoff: float
+) -> float:
+    """How far rounding can move a measured κ = 2 (L1 − L0 − gdot)/‖Δ‖² (``CURVATURE``).
+
+    Each of L0, L1, gdot carries an error of at most k u |v| (k = ``CURVATURE_ROUNDING_ULPS``
+    units of the unit roundoff u of the dtype they were evaluated in), so the numerator's
+    error is at most k u (|L0| + |L1| + |gdot|) and κ's at most
+
+        ρ = 2 k u (|L0| + |L1| + |gdot|) / ‖Δ‖².
+
+    ρ grows as 1/‖Δ‖²: a tiny step's curvature is rounding noise (at L ≈ 0.1 in float32 and
+    ‖Δ‖ = 10⁻³, ρ ≈ 2·10⁻¹; at ‖Δ‖ = 10⁻⁵, ρ ≈ 2·10³).
+    """
+    if not delta_norm > 0:
+        raise AssumptionError(
+            THEOREM.label, "delta_norm_positive", f"curvature needs ||Delta|| > 0, got {delta_norm}"
+        )
+    size = abs(L0) + abs(L1) + abs(gdot)
+    return 2.0 * CURVATURE_ROUNDING_ULPS * unit_roundoff * size / (delta_norm * delta_norm)
+
+
+def trustworthy_curvature(
+    *, L0: float, L1: float, gdot: float, delta_norm: float, unit_roundoff: float
+) -> float | None:
+    """κ (``segment_curvature``) when its rounding bound ρ (``curvature_rounding_bound``) is
+    at most ``CURVATURE_NOISE_FRACTION`` |κ|, else None: the value is rounding noise.
+
+    >>> trustworthy_curvature(L0=1.0, L1=0.75, gdot=-0.5, delta_norm=0.5, unit_roundoff=2**-23)
+    2.0
+    >>> trustworthy_curvature(L0=1.0, L1=1.0, gdot=-1e-9, delta_norm=1e-4, unit_roundoff=2**-23)
+    """
+    kappa = segment_curvature(L0=L0, L1=L1, gdot=gdot, delta_norm=delta_norm)
+    if not math.isfinite(kappa):
+        return None
+    rho = curvature_rounding_bound(
+        L0=L0, L1=L1, gdot=gdot, delta_norm=delta_norm, unit_roundoff=unit_roundoff
+    )
+    return kappa if rho <= CURVATURE_NOISE_FRACTION * abs(kappa) else None
