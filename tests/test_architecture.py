@@ -74,6 +74,10 @@ def test_certify_modules_stay_small() -> None:
     assert _oversized(sorted(CERTIFY.glob("*.py")), MAX_LINES) == []
 
 
+def test_verify_modules_stay_small() -> None:
+    assert _oversized(sorted((EMPIRICAL / "verify").glob("*.py")), MAX_LINES) == []
+
+
 def test_certify_wires_no_theorem_by_string_literal() -> None:
     import theory
 
@@ -117,3 +121,27 @@ def test_the_steps_solver_lives_once_in_the_theorem_base() -> None:
 @pytest.mark.negative_control
 def test_a_copied_solver_is_detected() -> None:
     assert _solves_bound_itself("roots = sp.solve(sp.Eq(self.bound, sym.tau), sym.t)")
+
+
+# ---------------------------------------------------------------------- reading a verdict
+#: What ``empirical.verify.document`` still imports torch through (modules of other owners):
+#: ``empirical.attack`` (``AttackConfig``, a field type of the document), ``empirical.
+#: defences.record`` (transformers' ``PreTrainedModel`` at module level) and
+#: ``empirical.verify.outcome`` (``RunRole``; it imports ``empirical.attack``).
+_DOCUMENT_TORCH = ("empirical.verify.document imports torch through empirical.attack, "
+                   "empirical.defences.record and empirical.verify.outcome")
+
+
+@pytest.mark.parametrize("module", [
+    "empirical.verify.evidence",
+    pytest.param("empirical.verify.document",
+                 marks=pytest.mark.xfail(strict=True, reason=_DOCUMENT_TORCH)),
+])
+def test_reading_a_verdict_needs_no_torch(module: str) -> None:
+    """The typed verdict document (``verdict.json``) is read without torch or transformers."""
+    assert not {"torch", "transformers"} & _modules_after_import(module)
+
+
+@pytest.mark.negative_control
+def test_the_torch_import_check_can_fail() -> None:
+    assert "torch" in _modules_after_import("empirical.attack")

@@ -3,6 +3,7 @@
     hfta attack                                   # the embedded model, default attack
     hfta attack --lr 1e-3 --schedule constant --warmup 0 --out runs/lr1e-3
     hfta attack --model path/to/hf-model --data harmful.jsonl --lora --budget 100
+    hfta attack --quiet                           # no progress bar
 
 Writes ``OUT/trajectory.json``, ``OUT/trajectory.parquet`` and ``OUT/figure.png`` (each
 staged in a temporary directory first, so a failed run leaves no partial output) and prints
@@ -10,6 +11,10 @@ a short summary: steps per second, the first evaluated step with harm above φ (
 ``Curve.first_step``), the final harm and capability. Bad input (a learning rate ≤ 0, a
 budget ≤ 0, a missing model, data without the BeaverTails fields, a tokenizer without a pad
 token) is reported as one line on stderr with exit code 2, before anything is written.
+
+Progress: on a terminal a rich bar on stderr counts the attack's steps and shows the harmful
+loss and harm of its last evaluation (``empirical.progress.attack_progress``); with
+``--quiet``, or when stderr is not a terminal, nothing is drawn.
 """
 
 from __future__ import annotations
@@ -93,9 +98,12 @@ def attack_command(
         bool,
         typer.Option("--force", help="Replace an existing --out that is not an attack output."),
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar (steps, harmful loss, harm).")
+    ] = False,
 ) -> None:
     """Attack a model with harmful fine-tuning and record its trajectory."""
-    from empirical.attack import AttackConfig, LoraSettings, run_attack
+    from empirical.attack import AttackConfig, LoraSettings, attack
     from empirical.plots import attack_figure, save_figure
     from theory.errors import HftaInputError
 
@@ -142,7 +150,12 @@ def attack_command(
     # stderr carries errors only
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     torch.set_num_threads(threads)
-    trajectory = run_attack(config)
+    from empirical.progress import attack_progress
+
+    with attack_progress(config.budget_steps, enabled=not quiet) as hooks:
+        trajectory = attack(
+            config, on_evaluation=hooks.on_evaluation, on_iterate=hooks.on_iterate
+        ).trajectory
 
     def write(directory: Path) -> None:
         trajectory.save(directory / "trajectory.json")

@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from empirical.attack import MethodName
 from empirical.verify.claim import CapabilityProxyName, Direction
+from theory.framework import Method as MethodName
 from theory.framework import Optimizer, Schedule
 from theory.statistics import Side
 from theory.verdict import Status
