@@ -16,14 +16,16 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from transformers import PreTrainedModel
 
 from empirical.defences.data import SplitFingerprint
 from empirical.trajectory import Environment
 from theory.errors import HftaInputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 RECORD_SCHEMA_VERSION: int = 1
 
