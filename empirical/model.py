@@ -347,11 +347,11 @@ def check_model_directory(path: Path, field: str = "model") -> None:
             AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
         except (ValueError, OSError, KeyError, TypeError) as exc:
             raise HftaInputError(f"{directory}: no usable tokenizer ({exc})") from None
-        shapes = _file_shapes(directory)
         with torch.device("meta"), _quiet_progress():
             skeleton = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
                 config, attn_implementation=ATTENTION_IMPLEMENTATION
             )
+        shapes = _as_loaded(_file_shapes(directory), skeleton)
         expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
         unexpected = sorted(set(shapes) - set(expected))
         if unexpected:
@@ -372,6 +372,29 @@ def check_model_directory(path: Path, field: str = "model") -> None:
             raise HftaInputError(f"{directory}: weights lack tensor '{missing[0]}'")
     except HftaInputError as exc:
         raise HftaInputError(f"{field}: {exc}") from None
+
+
+def _as_loaded(
+    shapes: Mapping[str, tuple[int, ...]], skeleton: torch.nn.Module
+) -> dict[str, tuple[int, ...]]:
+    """The file's tensor names as transformers' loader renames them before it loads them: its
+    checkpoint conversion mapping for the architecture (GPT-NeoX, for one, saves its output
+    layer as ``embed_out.weight`` and holds it as ``lm_head.weight``). Names are kept as they
+    are where the installed transformers has no such mapping."""
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightRenaming, rename_source_key
+    except ImportError:  # an older transformers: no renaming on load
+        return dict(shapes)
+    renamings = [t for t in get_model_conversion_mapping(skeleton) if isinstance(t, WeightRenaming)]
+    if not renamings:
+        return dict(shapes)
+    meta = skeleton.state_dict()
+    prefix = getattr(skeleton, "base_model_prefix", None)
+    return {
+        rename_source_key(name, renamings, [], prefix, meta)[0]: shape
+        for name, shape in shapes.items()
+    }
 
 
 def _tied_to_present(model: torch.nn.Module, name: str, shapes: Mapping[str, object]) -> bool:

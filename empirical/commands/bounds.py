@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 import theory
 from empirical.cli import app
+from empirical.commands.console import stdout_console
 from theory.errors import HftaInputError
 from theory.theorem import Theorem
 
@@ -71,18 +70,6 @@ def _certify(thm: Theorem, values: dict[str, float], threshold: float | None) ->
     return row
 
 
-#: Width of the tables when stdout is not a terminal: wide enough that no cell wraps.
-PIPE_WIDTH = 100_000
-
-
-def _console() -> Console:
-    """A terminal's width on a terminal; in a pipe or a file, no wrapping at all (a table row
-    stays one line, a name is never split, LaTeX keeps its lines)."""
-    if sys.stdout.isatty():
-        return Console()
-    return Console(width=PIPE_WIDTH, no_color=True, highlight=False)
-
-
 def catalogue_table(chosen: list[Theorem]) -> Table:
     """The catalogue as a rich table (label, name, title, certified steps, source)."""
     table = Table(title="Theorem catalogue (theory.catalogue())")
@@ -109,7 +96,7 @@ def bounds(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """List the theorem catalogue and evaluate certified bounds and steps-to-threshold."""
-    console = _console()
+    console = stdout_console()
     chosen = [theory.theorem(theorem)] if theorem else theory.catalogue()
     given = _parse_values(set_ or [])
     if theorem and given:

@@ -15,7 +15,11 @@ directory holds ``model.safetensors``, ``config.json``, the tokenizer files and 
 ``--check`` compares the bytes when the rebuild ran on the platform ``build.json`` records
 (exit 1 if they differ). Where the platforms differ (another torch, other kernels) bytes
 cannot match: it says why and runs the behavioural check of ``empirical.build_check``
-instead. Its first line names the check that ran.
+instead. Its first line names the check that ran. ``--json`` prints the same as one JSON
+object on stdout instead (``build``: ``out`` and ``build.json``'s record; ``--check``:
+``reproduced``, ``check`` (bytes or behavioural), ``model``, ``rebuilt`` (wall time and
+platform), ``difference`` and ``reasons`` where the bytes differ, ``behavioural`` where that
+check ran); the exit code is the same.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Annotated, Any
 import typer
 
 from empirical.cli import app
+from empirical.commands.console import echo_json
 from theory.errors import HftaInputError
 
 WEIGHTS_FILE = "model.safetensors"
@@ -119,15 +124,24 @@ def _report_check(
     recipe: Any,
     record: dict[str, Any],
     rebuilt_record: dict[str, Any],
+    as_json: bool = False,
 ) -> None:
     """Compare the rebuild with the committed build: bytes where the platforms agree, else the
-    behavioural check (``empirical.build_check``); print which check ran; exit 1 on failure."""
+    behavioural check (``empirical.build_check``); print which check ran (``as_json``: one JSON
+    object, the module docstring); exit 1 on failure."""
     from empirical.reproducible import BuildPlatform, platform_differences
 
     committed = target / WEIGHTS_FILE
     now = BuildPlatform.model_validate(rebuilt_record["platform"])
     seconds = rebuilt_record["wall_seconds"]
+    report: dict[str, Any] = {
+        "model": str(committed),
+        "rebuilt": {"wall_seconds": seconds, "platform": rebuilt_record["platform"]},
+    }
     if (rebuilt / WEIGHTS_FILE).read_bytes() == committed.read_bytes():
+        if as_json:
+            echo_json({"reproduced": True, "check": "bytes", **report})
+            return
         typer.echo(
             f"reproduced: {committed} is byte-identical (check: bytes; rebuilt in {seconds} s, "
             f"{now.kernels} kernels, CPU capability {now.cpu_capability}, {now.cpu})"
@@ -135,7 +149,11 @@ def _report_check(
         return
     summary = difference_summary(committed, rebuilt / WEIGHTS_FILE)
     reasons = platform_differences(_recorded_platform(record), now)
+    report.update(difference=summary, reasons=list(reasons))
     if not reasons:
+        if as_json:
+            echo_json({"reproduced": False, "check": "bytes", **report})
+            raise typer.Exit(1)
         typer.echo(
             f"NOT reproduced: {committed} differs from a rebuild on the platform it records "
             f"(check: bytes): {summary}"
@@ -144,6 +162,14 @@ def _report_check(
     from empirical.build_check import behavioural_check
 
     result = behavioural_check(target, rebuilt, recipe, record["metrics"])
+    if as_json:
+        behavioural = {**result.model_dump(mode="json"), "lines": result.lines()}
+        echo_json(
+            {"reproduced": result.ok, "check": "behavioural", **report, "behavioural": behavioural}
+        )
+        if not result.ok:
+            raise typer.Exit(1)
+        return
     verdict = "reproduced" if result.ok else "NOT reproduced"
     typer.echo(
         f"{verdict}: {committed} (check: behavioural; bytes cannot match: "
@@ -177,6 +203,9 @@ def build_model(
             "(default); native: this machine's own (fast, machine-specific bytes).",
         ),
     ] = "pinned",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of the lines.")
+    ] = False,
 ) -> None:
     """Train the embedded model by its deterministic recipe (or --check it reproduces)."""
     from empirical.model import EMBEDDED_MODEL_DIR
@@ -199,7 +228,7 @@ def build_model(
         with tempfile.TemporaryDirectory(prefix="hfta-build-check-") as scratch:
             rebuilt = Path(scratch) / "model"
             rebuilt_record = _build(recipe, rebuilt, kernels)
-            _report_check(target, rebuilt, recipe, record, rebuilt_record)
+            _report_check(target, rebuilt, recipe, record, rebuilt_record, as_json)
         return
 
     recipe = _recipe_from(
@@ -208,6 +237,9 @@ def build_model(
     )
     _check_output_directory(target)
     record = _build(recipe, target, kernels)
+    if as_json:
+        echo_json({"out": str(target), **record})
+        return
     metrics = record["metrics"]
     where = record["platform"]
     typer.echo(

@@ -1,9 +1,11 @@
 """``hfta immunize``: apply a defence of the literature to a model and save the result.
 
     hfta immunize --list                                  # one defence name per line
+    hfta immunize --list --json                           # [{"name", "description"}, ...]
     hfta immunize --defence repnoise --out runs/repnoise  # the embedded model and data
     hfta immunize --defence vaccine --set rho=4 --steps 100 --seed 1 --out runs/vaccine
-    hfta immunize --defence tar --model path/to/hf-model --data beavertails.jsonl \\
+    hfta immunize --defence tar --model path/to/hf-model --harmful defence.jsonl \\
+        --retain retain.jsonl --evaluate evaluation.jsonl --evaluate reference.jsonl \\
         --refusal "I cannot help with that." --out runs/tar
     hfta immunize --defence condition-number --sklearn digits:0-1:2-3 --out runs/cn
     hfta immunize --defence condition-number --pair pair.npz --set variant=project --out runs/cn
@@ -13,16 +15,27 @@ With ``--pair`` or ``--sklearn`` the condition-number defence runs on a linear t
 κ rules, gradient-descent steps before/after on both tasks with T5's predictions, the verdict)
 and ``OUT/extractor.npz``; see ``immunize_linear_pair``.
 
+The data (``empirical.commands.immunize_data``; one example file per role in docs/data.md):
+``--harmful FILE`` (alias ``--data``) the harmful rows and refusals the defence is built on,
+``--retain FILE`` the harmless rows it keeps skills on, ``--evaluate FILE`` (repeatable) the
+held-out rows the original and the immunized model are scored on (harm on the harmful rows,
+capability on the harmless rows); each omitted role comes from the embedded benchmark. A
+prompt of ``--evaluate`` that the defence trains on is refused unless ``--allow-shared-prompts``.
+
 Writes ``OUT/model`` (safetensors and tokenizer, ``empirical.model.save_model``) and
 ``OUT/record.json`` (``empirical.defences.DefenceRecord``: hyperparameters, data fingerprints,
-training curve, wall time, environment and, with ``--evaluate`` (default), harm and capability
-on the embedded benchmark's held-out ``evaluation`` and ``reference`` splits before and after).
-Everything is staged in a temporary sibling directory and renamed to ``OUT`` at the end, so a
-failed run leaves nothing. ``--set key=value`` sets one hyperparameter of the defence (values
-are read as JSON when they parse, e.g. ``--set layers=[1,2]``, else as text). Bad input (an
-unknown defence or hyperparameter, an out-of-range value, a model directory that is not a
-causal LM, unreadable data, an existing non-empty ``OUT``) is one line on stderr and exit
-code 2, before anything is trained or written.
+training curve, wall time, environment and, unless ``--no-evaluate``, harm and capability
+before and after, on ``--evaluate``'s rows or the embedded benchmark's held-out ``evaluation``
+and ``reference`` splits); with ``--evaluate FILE`` also ``OUT/evaluation.json``
+(``empirical.defences.evaluation.EvaluationRecord``: the files, fingerprints of their rows, the
+scores). ``--json`` prints the record (or the list, or the linear report) as JSON on stdout
+instead of the summary. Everything is staged in a temporary sibling directory and renamed to
+``OUT`` at the end, so a failed run leaves nothing. ``--set key=value`` sets one hyperparameter
+of the defence (values are read as JSON when they parse, e.g. ``--set layers=[1,2]``, else as
+text). Bad input (an unknown defence or hyperparameter, an out-of-range value, a model directory
+that is not a causal LM, a data file that is missing, empty, malformed or lacks the rows its role
+needs, a shared prompt, an existing non-empty ``OUT``) is one line on stderr and exit code 2,
+before anything is trained or written.
 """
 
 from __future__ import annotations
@@ -39,9 +52,13 @@ import typer
 from rich.console import Console
 
 from empirical.cli import app
+from empirical.commands.console import echo_json, stdout_console
 from theory.errors import HftaInputError
 
 if TYPE_CHECKING:
+    from empirical.commands.immunize_data import ImmunizeData
+    from empirical.defences.evaluation import EvaluationRecord
+    from empirical.defences.record import ModelScores
     from empirical.linear import (
         ConditionNumberReport,
         JudgeConfig,
@@ -98,8 +115,11 @@ def _publish(staging: Path, plan: OutputPlan) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write(plan: OutputPlan, result: Any, tokenizer: Any) -> None:
-    """Stage ``model/`` and ``record.json`` next to ``plan.path``, then publish the stage."""
+def _write(
+    plan: OutputPlan, result: Any, tokenizer: Any, evaluation: EvaluationRecord | None = None
+) -> None:
+    """Stage ``model/``, ``record.json`` (and ``evaluation.json``) next to ``plan.path``, then
+    publish the stage."""
     from empirical.model import save_model
 
     out = plan.path
@@ -108,6 +128,10 @@ def _write(plan: OutputPlan, result: Any, tokenizer: Any) -> None:
     try:
         save_model(result.model, tokenizer, staging / "model")
         result.record.save(staging / "record.json")
+        if evaluation is not None:
+            (staging / EVALUATION_FILE).write_text(
+                evaluation.model_dump_json(indent=1) + "\n", encoding="utf-8"
+            )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -124,15 +148,27 @@ def immunize_command(
         Path | None,
         typer.Option(help="Local Hugging Face causal-LM directory (default: embedded)."),
     ] = None,
-    data: Annotated[
+    harmful: Annotated[
         Path | None,
         typer.Option(
-            help="Defence data, JSONL or Parquet in BeaverTails form (default: embedded)."
+            "--harmful",
+            "--data",
+            help="Data the defence is built on: harmful rows and their refusals, JSONL or "
+            "Parquet in BeaverTails form (docs/data.md; default: embedded).",
+        ),
+    ] = None,
+    retain: Annotated[
+        Path | None,
+        typer.Option(
+            help="Harmless data the defence keeps skills on (default: the --harmful file's "
+            "safe rows on other prompts, or embedded)."
         ),
     ] = None,
     refusal: Annotated[
         str | None,
-        typer.Option(help="Refusal text for harmful prompts that have no safe answer in --data."),
+        typer.Option(
+            help="Refusal text for harmful prompts that have no safe answer in --harmful."
+        ),
     ] = None,
     settings: Annotated[
         list[str] | None,
@@ -143,9 +179,23 @@ def immunize_command(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the defence.")] = None,
     evaluate: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Held-out data both models are scored on after the defence: harm on the "
+            "harmful rows, capability on the harmless rows (repeatable: e.g. evaluation and "
+            "reference files; default: embedded held-out data)."
+        ),
+    ] = None,
+    no_evaluate: Annotated[
+        bool, typer.Option("--no-evaluate", help="Do not score the models.")
+    ] = False,
+    allow_shared_prompts: Annotated[
         bool,
-        typer.Option(help="Score harm and capability before and after (embedded held-out data)."),
-    ] = True,
+        typer.Option(
+            "--allow-shared-prompts",
+            help="Allow --evaluate to share prompts with the data the defence trains on.",
+        ),
+    ] = False,
     threads: Annotated[
         int, typer.Option(help="torch CPU threads (tiny models run fastest on one).")
     ] = 1,
@@ -177,10 +227,14 @@ def immunize_command(
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No progress (defence steps, linear pair training).")
     ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print JSON on stdout instead of the summary or the list."),
+    ] = False,
 ) -> None:
     """Immunize a model with a defence of the literature."""
     if list_defences:
-        _list_defences(describe)
+        _list_defences(describe, as_json)
         return
     if defence is None:
         raise HftaInputError("give --defence NAME (see hfta immunize --list)")
@@ -191,7 +245,13 @@ def immunize_command(
     if pair is not None or sklearn is not None:
         if defence != "condition-number":
             raise HftaInputError("--pair and --sklearn go with --defence condition-number")
-        for flag, given in (("--model", model), ("--data", data), ("--refusal", refusal)):
+        for flag, given in (
+            ("--model", model),
+            ("--harmful", harmful),
+            ("--retain", retain),
+            ("--evaluate", evaluate or None),
+            ("--refusal", refusal),
+        ):
             if given is not None:
                 raise HftaInputError(f"{flag} does not apply to a linear task pair")
         if steps is not None:
@@ -205,8 +265,12 @@ def immunize_command(
             quiet=quiet,
             out=out,
             force=force,
+            as_json=as_json,
         )
         return
+    if evaluate and no_evaluate:
+        raise HftaInputError("--evaluate FILE and --no-evaluate both given")
+    from empirical.commands.immunize_data import resolve_immunize_data
     from empirical.defences import registry
 
     chosen = registry.get(defence)
@@ -217,6 +281,13 @@ def immunize_command(
                 raise HftaInputError(f"--{option} and --set {option}= both given")
             values[option] = value
     config = chosen.configure(**values)
+    inputs = resolve_immunize_data(
+        harmful=harmful,
+        retain=retain,
+        evaluate=evaluate or [],
+        refusal=refusal,
+        allow_shared_prompts=allow_shared_prompts,
+    )
     if model is not None:
         from empirical.model import check_model_directory
 
@@ -227,25 +298,20 @@ def immunize_command(
     import torch
     from transformers.utils import logging as transformers_logging
 
-    from empirical.defences.data import DefenceData
-    from empirical.defences.evaluation import score_on_benchmark
     from empirical.model import load_model
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     torch.set_num_threads(threads)
     loaded, tokenizer = load_model(model)
-    if data is None:
-        defence_data = DefenceData.from_benchmark()
-    else:
-        defence_data = DefenceData.from_file(data, refusal=refusal)
-    before = score_on_benchmark(loaded, tokenizer) if evaluate else None
+    score = None if no_evaluate else _scorer(inputs)
+    before = None if score is None else score(loaded, tokenizer)
     from empirical.progress import step_progress
 
     with step_progress(
         f"immunize: {defence}", int(getattr(config, "steps", 0)), enabled=not quiet
     ) as advance:
-        result = chosen.apply(loaded, tokenizer, defence_data, config, on_step=advance)
-    after = score_on_benchmark(result.model, tokenizer) if evaluate else None
+        result = chosen.apply(loaded, tokenizer, inputs.defence, config, on_step=advance)
+    after = None if score is None else score(result.model, tokenizer)
     result.record = result.record.model_copy(
         update={
             "model": "embedded" if model is None else str(model),
@@ -253,12 +319,57 @@ def immunize_command(
             "scores_after": after,
         }
     )
-    _write(plan, result, tokenizer)
-    _summary(result.record, target)
+    evaluation = _evaluation_record(inputs, before, after)
+    _write(plan, result, tokenizer, evaluation)
+    if as_json:
+        echo_json(
+            {
+                "out": str(target),
+                "record": result.record.model_dump(mode="json"),
+                "evaluation": None if evaluation is None else evaluation.model_dump(mode="json"),
+            }
+        )
+        return
+    _summary(result.record, target, evaluation)
 
 
-def _summary(record: Any, out: Path) -> None:
-    console = Console()
+def _scorer(given: ImmunizeData) -> Callable[[Any, Any], ModelScores]:
+    """Scores on ``--evaluate``'s rows, or on the embedded benchmark's held-out splits."""
+    from empirical.defences.evaluation import score_model, score_on_benchmark
+
+    evaluation = given.evaluation
+    if evaluation is None:
+        return score_on_benchmark
+
+    def score(model: Any, tokenizer: Any) -> ModelScores:
+        return score_model(
+            model, tokenizer, evaluation.harmful, evaluation.harmless, refusal=given.refusal
+        )
+
+    return score
+
+
+def _evaluation_record(
+    given: ImmunizeData, before: ModelScores | None, after: ModelScores | None
+) -> EvaluationRecord | None:
+    """``OUT/evaluation.json``'s content when the models were scored on ``--evaluate``."""
+    from empirical.defences.evaluation import EvaluationRecord
+
+    if given.evaluation is None or before is None or after is None:
+        return None
+    return EvaluationRecord(
+        data=list(given.evaluation.files),
+        splits=given.evaluation.fingerprints(),
+        scores_before=before,
+        scores_after=after,
+    )
+
+
+EVALUATION_FILE = "evaluation.json"
+
+
+def _summary(record: Any, out: Path, evaluation: EvaluationRecord | None) -> None:
+    console = stdout_console()
     console.print(
         f"[bold]{record.defence}[/bold]: {len(record.curve)} steps in "
         f"{record.wall_seconds:.1f} s ({record.source})",
@@ -277,21 +388,33 @@ def _summary(record: Any, out: Path) -> None:
     for key, value in record.metrics.items():
         console.print(f"{key}: {value:.4g}", highlight=False)
     if record.scores_before is not None and record.scores_after is not None:
+        scored_on = "embedded held-out data" if evaluation is None else ", ".join(evaluation.data)
+        console.print(f"scores before -> after, on {scored_on}:", highlight=False)
         for field in ("harmful_loss", "harm", "reference_loss", "harmless_accuracy"):
             console.print(
                 f"{field}: {getattr(record.scores_before, field):.4g} -> "
                 f"{getattr(record.scores_after, field):.4g}",
                 highlight=False,
             )
-    console.print(f"wrote {out}/model and {out}/record.json", highlight=False)
+    extra = "" if evaluation is None else f" and {out}/{EVALUATION_FILE}"
+    console.print(f"wrote {out}/model, {out}/record.json{extra}", highlight=False)
 
 
 # --------------------------------------------------------------------------- --list
-def _list_defences(describe: bool) -> None:
-    """One defence name per line (``--describe``: name, two spaces, description); imports no
-    defence module (``empirical.defences.registry`` is lazy)."""
+def _list_defences(describe: bool, as_json: bool = False) -> None:
+    """One defence name per line (``--describe``: name, two spaces, description; ``--json``: a
+    list of {name, description}); imports no defence module (``empirical.defences.registry`` is
+    lazy)."""
     from empirical.defences import registry
 
+    if as_json:
+        echo_json(
+            [
+                {"name": name, "description": text}
+                for name, text in registry.descriptions().items()
+            ]
+        )
+        return
     if describe:
         described = registry.descriptions()
         width = max(len(name) for name in described)
@@ -313,6 +436,7 @@ def immunize_linear_pair(
     quiet: bool,
     out: Path,
     force: bool = False,
+    as_json: bool = False,
 ) -> None:
     """``hfta immunize --defence condition-number --pair FILE | --sklearn SPEC --out DIR``.
 
@@ -320,7 +444,8 @@ def immunize_linear_pair(
     ``OUT`` checked); then ``empirical.linear.immunize_linear`` trains (a rich progress bar on a
     terminal, none with ``--quiet`` or when stderr is not a terminal),
     ``judge_immunization`` judges, and ``OUT/report.json`` (``ConditionNumberReport``) and
-    ``OUT/extractor.npz`` (``theta``, ``bias``, ``head``) are staged and renamed into place.
+    ``OUT/extractor.npz`` (``theta``, ``bias``, ``head``) are staged and renamed into place;
+    the report's summary is printed (``--json``: the report itself).
     ``--set`` takes the fields of ``LinearImmunizationConfig`` (``variant=paper|project``
     picks the preset) and of ``JudgeConfig``. Imports neither transformers nor peft.
     """
@@ -353,7 +478,10 @@ def immunize_linear_pair(
     result = _train_with_progress(task_pair, config, quiet, immunize_linear, total_steps)
     report = judge_immunization(task_pair, result, judge)
     _write_linear(plan, report, result)
-    console = Console(soft_wrap=True)
+    if as_json:
+        echo_json({"out": str(target), "report": report.model_dump(mode="json")})
+        return
+    console = stdout_console()
     for line in report.summary_lines():
         console.print(line, highlight=False, markup=False)
     console.print(f"wrote {target}/report.json and {target}/extractor.npz", highlight=False)

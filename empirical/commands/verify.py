@@ -17,6 +17,10 @@ folder that is renamed to ``OUT`` at the end. All of it is one Python call,
 ``empirical.verify.api.verify_claim``; this command adds the flags, the printing and the
 exit code.
 
+The verdict table is drawn for the terminal, and without wrapping in a pipe; ``--json`` prints
+the verdict document (``OUT/verdict.json``'s content; with ``--explain``, its lines) on stdout
+alone.
+
 Exit codes: 0 every claimed condition holds; 1 one is violated or inconclusive; 2 bad input;
 3 internal error or a run that does not reproduce (traceback in ``OUT.cache/logs``);
 130 interrupted (rerun the same command to resume).
@@ -30,6 +34,7 @@ from typing import Annotated
 import typer
 
 from empirical.cli import app
+from empirical.commands.console import echo_json, stdout_console
 
 
 @app.command("verify")
@@ -68,6 +73,12 @@ def verify_command(
             "run, and stop (nothing runs, nothing is written).",
         ),
     ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the verdict document (verdict.json) on stdout, not the table."
+        ),
+    ] = False,
 ) -> None:
     """Verify a claimed immunization guarantee; exit 0 if every claimed condition holds."""
     from empirical.cli import set_log_directory
@@ -85,7 +96,7 @@ def verify_command(
         raise HftaInputError(f"--workers must be at least 1, got {workers}")
 
     if explain:
-        _explain(claim)
+        _explain(claim, as_json)
         return
 
     from rich.console import Console
@@ -111,26 +122,32 @@ def verify_command(
         log=log,
         on_locked=lambda work: set_log_directory(work / "logs"),
     )
-    _summary(result.record, result.out, result.seconds, quiet)
+    if as_json:
+        echo_json(result.record)
+    else:
+        _summary(result.record, result.out, result.seconds, quiet)
     raise typer.Exit(result.exit_code)
 
 
-def _explain(claim: Path | None) -> None:
+def _explain(claim: Path | None, as_json: bool = False) -> None:
     """``--explain``: the claim checked end to end (``prepare``), then what would run."""
     from empirical.verify.api import resolve_claim
     from empirical.verify.plan import explain
     from empirical.verify.stages import prepare
 
     prepared = prepare(*resolve_claim(claim, None))
-    for line in explain(prepared.claim, prepared.data):
+    lines = explain(prepared.claim, prepared.data)
+    if as_json:
+        echo_json({"explain": lines})
+        return
+    for line in lines:
         typer.echo(line)
 
 
 def _summary(record: dict[str, object], destination: Path, seconds: float, quiet: bool) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = stdout_console()
     verdict = str(record["verdict"])
     line = f"verdict: {verdict} (exit {record['exit_code']}) -> {destination}/verdict.json"
     if quiet:

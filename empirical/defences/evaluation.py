@@ -9,6 +9,10 @@ the toolkit's exact proxies (``empirical.proxies``) on held-out data that the de
 * ``harm``: ``exact_harm`` of the harmful answers (teacher forcing);
 * ``reference_loss`` and ``harmless_accuracy``: ``reference_loss`` and ``task_accuracy`` on
   harmless data (stability).
+
+Scored on the user's own held-out files (``hfta immunize --evaluate FILE``), an
+``EvaluationRecord`` names the files and fingerprints their harmful and harmless rows next to
+the scores (``OUT/evaluation.json``).
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from empirical.benchmark import Benchmark, embedded_benchmark
 from empirical.data import Example
+from empirical.defences.data import SplitFingerprint
 from empirical.defences.record import ModelScores
 from empirical.proxies import exact_harm, reference_loss, task_accuracy
 from theory.errors import HftaInputError
@@ -43,6 +49,19 @@ def score_model(
         reference_loss=reference_loss()(model, tokenizer, harmless),
         harmless_accuracy=task_accuracy()(model, tokenizer, harmless),
     )
+
+
+class EvaluationRecord(BaseModel):
+    """Scores before and after a defence on given held-out files, and which files they were."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data: list[str] = Field(min_length=1, description="the evaluation files")
+    splits: dict[str, SplitFingerprint] = Field(
+        description="fingerprints of its harmful and its harmless rows"
+    )
+    scores_before: ModelScores
+    scores_after: ModelScores
 
 
 @functools.lru_cache(maxsize=2)

@@ -225,3 +225,22 @@ def test_a_local_llama_with_bpe_tokenizer_and_chat_template_loads(tmp_path: Path
     supervised = batch["labels"][0][batch["labels"][0] != IGNORE_INDEX].tolist()
     assert loaded.decode(supervised) == "mix flour</s>"
     assert torch.isfinite(model(**batch).loss)
+
+
+def test_folder_check_reads_names_as_the_loader_renames_them(tmp_path: Path) -> None:
+    """GPT-NeoX saves its head as ``embed_out.weight`` and holds it as ``lm_head.weight``: the
+    folder check applies transformers' checkpoint renaming, so the folder passes; a tensor the
+    architecture does not have is still refused (negative control)."""
+    from safetensors.torch import load_file, save_file
+
+    from empirical.model import check_model_directory
+    from empirical.testing.local_models import build_local_model
+
+    folder = build_local_model("gpt_neox", tmp_path / "neox")
+    weights = load_file(folder / "model.safetensors")
+    assert "embed_out.weight" in weights
+    check_model_directory(folder)
+    weights["embed_out_extra.weight"] = torch.zeros(2)
+    save_file(weights, folder / "model.safetensors")
+    with pytest.raises(HftaInputError, match="embed_out_extra.weight"):
+        check_model_directory(folder)
