@@ -386,7 +386,8 @@ def _as_loaded(
         from transformers.core_model_loading import WeightRenaming, rename_source_key
     except ImportError:  # an older transformers: no renaming on load
         return dict(shapes)
-    renamings = [t for t in get_model_conversion_mapping(skeleton) if isinstance(t, WeightRenaming)]
+    transforms = get_model_conversion_mapping(skeleton)  # type: ignore[arg-type]
+    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
     if not renamings:
         return dict(shapes)
     meta = skeleton.state_dict()
