@@ -107,6 +107,10 @@ class AttackConfig(BaseModel):
     gradients are clipped to ``max_grad_norm`` (``None``: no clipping). One step accumulates
     ``grad_accumulation`` minibatches of ``batch_size`` examples.
 
+    Method: ``full`` trains every parameter, ``lora`` adapters only (``lora``), ``head`` the
+    output head only (``untie_head``: an untied copy of the head, the body and the embeddings
+    frozen; the attacker class of T11's head-only certificate, empirical/certify/harm_radius.py).
+
     ``probe`` records the probe-batch quantities every step (``probe_size`` examples drawn
     once, with seed ``seed + 1``); ``record_curvature`` adds the segment curvature (and turns
     the probe on: the curvature is measured on the probe batch). The curvature is a difference
@@ -149,8 +153,8 @@ class AttackConfig(BaseModel):
     def _optimizer_options(self) -> AttackConfig:
         if self.momentum and self.optimizer != "sgd":
             raise ValueError(f"momentum applies to sgd only, not {self.optimizer}")
-        if self.method == "full" and self.lora != LoraSettings():
-            raise ValueError("lora settings given but method is 'full'")
+        if self.method != "lora" and self.lora != LoraSettings():
+            raise ValueError(f"lora settings given but method is {self.method!r}")
         return self
 
     @property
@@ -532,6 +536,25 @@ def _apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
         raise HftaInputError(f"LoRA could not be applied: {exc}") from None
 
 
+def untie_head(model: nn.Module) -> nn.Module:
+    """Head-only fine-tuning: the output head becomes its own trainable parameter (a copy of
+    ``lm_head.weight``, so a head tied to the input embeddings is untied and
+    ``config.tie_word_embeddings`` set False) and every other parameter is frozen; the logits
+    at position p are then W h_p with the features h_p fixed (GPT-2's head has no bias; a
+    bias, where there is one, stays frozen). Modifies ``model`` in place and returns it."""
+    getter = getattr(model, "get_output_embeddings", None)
+    head = getter() if callable(getter) else None
+    if not isinstance(head, nn.Linear):
+        raise HftaInputError("head-only fine-tuning needs a model with a linear output head")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    head.weight = nn.Parameter(head.weight.detach().clone(), requires_grad=True)
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "tie_word_embeddings", False):
+        config.tie_word_embeddings = False
+    return model
+
+
 def _model_and_tokenizer(
     config: AttackConfig,
     model: nn.Module | None,
@@ -706,6 +729,8 @@ def attack(
         model, tokenizer = _model_and_tokenizer(config, model, tokenizer, device)
         if config.method == "lora":
             model = _apply_lora(model, config.lora)
+        elif config.method == "head":
+            model = untie_head(model)
         parameters = [p for p in model.parameters() if p.requires_grad]
         if not parameters:
             raise HftaInputError("the model has no trainable parameters")

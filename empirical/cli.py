@@ -51,6 +51,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "prove",
     "verify",
     "immunize",
+    "certify",
 )
 
 

@@ -379,8 +379,8 @@ Optimizer = Literal["sgd", "adam", "adamw"]
 attack configuration, the search space, the claim's trainability run)."""
 Schedule = Literal["constant", "linear", "cosine"]
 """Learning-rate schedules (with linear warm-up): the one definition."""
-Method = Literal["full", "lora"]
-"""Full fine-tuning or LoRA: the one definition."""
+Method = Literal["full", "lora", "head"]
+"""Full fine-tuning, LoRA, or the output head only (head untied): the one definition."""
 PositiveRate = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]
 Seed = Annotated[int, Field(ge=0, strict=True)]

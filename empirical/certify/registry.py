@@ -20,6 +20,8 @@ from empirical.certify import (
     clipped_sgd_progress,
     contraction_tail,
     gradient_steps_exact,
+    harm_from_loss,
+    harm_radius,
     path_length_adam,
     pl_convergence,
     smoothness_sandwich,
@@ -72,6 +74,8 @@ CHECKS: Mapping[str, TheoremChecks] = _by_name(
     TheoremChecks(
         gradient_steps_exact.THEOREM, gradient_steps_exact.__name__, (gradient_steps_exact.plan,)
     ),
+    TheoremChecks(harm_from_loss.THEOREM, harm_from_loss.__name__, (harm_from_loss.plan,)),
+    TheoremChecks(harm_radius.THEOREM, harm_radius.__name__, (harm_radius.plan,)),
 )
 
 #: theorem name → why no attack trajectory is checked against it.
@@ -104,6 +108,8 @@ RUN_ORDER: tuple[Planner, ...] = (
     contraction_tail.plan,
     pl_convergence.plan,
     gradient_steps_exact.plan,
+    harm_from_loss.plan,
+    harm_radius.plan,
 )
 
 

@@ -239,14 +239,17 @@ class DataSection(_Section):
         return self.cross_domain_attack is not None
 
 
-HarmProxyName = Literal["exact_harm"]
+HarmProxyName = Literal["exact_harm", "sampled_harm"]
 
 
 class HarmSection(_Section):
     """``[harm]``: the harm proxy f, the threshold φ and how often the attacks measure f.
 
     ``proxy = "exact_harm"``: the fraction of held-out harmful prompts whose harmful answer
-    the model reproduces exactly (``empirical.proxies.exact_harm``; in [0, 1]). ``phi`` must
+    the model reproduces exactly (``empirical.proxies.exact_harm``; in [0, 1]);
+    ``proxy = "sampled_harm"``: the mean probability that sampling produces the harmful answer,
+    exp(−CE) per prompt (``empirical.proxies.sampled_harm``; theory's T10; Hoeffding
+    intervals, T8). ``build`` returns the proxy object. ``phi`` must
     lie in the proxy's range (checked by theory's ``WeakResistance``). ``probe_examples``:
     the fixed probe batch on which the attacks record the harmful loss for the bounds.
     """
@@ -261,6 +264,13 @@ class HarmSection(_Section):
     def _phi_in_range(cls, value: float) -> float:
         WeakResistance(value, budget=1)  # theory's assumptions on φ: raises AssumptionError
         return value
+
+    def build(self, refusal: str | None = None) -> Any:
+        """The harm proxy ``proxy`` names (``empirical.proxies``; imports torch)."""
+        from empirical import proxies
+
+        factories = {"exact_harm": proxies.exact_harm, "sampled_harm": proxies.sampled_harm}
+        return factories[self.proxy](refusal)
 
 
 CapabilityProxyName = Literal["task_accuracy", "reference_loss", "perplexity"]

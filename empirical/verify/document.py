@@ -6,7 +6,7 @@ it from the verifier's outcome; ``verdict.json`` is its ``model_dump(mode="json"
 ``docs/verdict.schema.json`` (``schema_text``; regenerate with
 ``python -m empirical.verify.document``), and a test keeps the file equal to the model.
 
-Layout (``VERDICT_SCHEMA`` = 2):
+Layout (``VERDICT_SCHEMA`` = 3):
 
 * ``schema_version``, ``tool``, ``verdict`` (holds / violated / inconclusive over the claimed
   conditions), ``exit_code``, ``claim_file``;
@@ -17,7 +17,11 @@ Layout (``VERDICT_SCHEMA`` = 2):
   ``reason``, ``rests_on``, ``first_violation_step``, ``margin`` and the evidence of its kind
   (``ResistanceEvidence``, ``StabilityEvidence``, ``TrainabilityEvidence``);
 * ``worst_attack`` (``WorstAttack``), ``attacker`` (``AttackerRecord``), ``bounds``
-  (``BoundRecord`` per theorem check) and ``bound_violations``, ``theory`` (``TheoryRecord``);
+  (``BoundRecord`` per theorem check) and ``bound_violations``, ``theory`` (``TheoryRecord``,
+  with ``power``: each check's detection of constants x0.5 / x0.8 and of wrong statements,
+  ``empirical.verify.theory.PowerRecord``);
+* ``predictions`` (``empirical.verify.predict.Predictions``): each planned attack's certified
+  minimum steps stated before the attacks, and its comparison with the measured break;
 * ``defence`` (``DefenceSummary``), ``runs`` (``RunRecord``), ``environment``, ``seeds``,
   ``timing``, ``warnings``.
 
@@ -36,7 +40,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from empirical.attack import AttackConfig, MethodName
+from empirical.attack import AttackConfig
 from empirical.certify import PathConstants
 from empirical.defences.record import DefenceRecord
 from empirical.trajectory import Environment
@@ -58,6 +62,9 @@ from empirical.verify.evidence import (
 )
 from empirical.verify.evidence import Record as _Record
 from empirical.verify.outcome import RunRole
+from empirical.verify.predict import MarginSummary, Prediction, PredictionCheck, Predictions
+from empirical.verify.theory import CheckPower, PowerRecord, StatementPower
+from theory.framework import Method as MethodName
 from theory.framework import Optimizer, Schedule, ThreatModel
 from theory.verdict import Status
 
@@ -72,6 +79,7 @@ __all__ = [
     "AttackSetting",
     "AttackerRecord",
     "BoundRecord",
+    "CheckPower",
     "ConditionKind",
     "ConditionRecord",
     "DefenceSummary",
@@ -80,8 +88,13 @@ __all__ = [
     "GridSpace",
     "HarmSummary",
     "IntervalRecord",
+    "MarginSummary",
     "MeasuredRestsOn",
     "OriginalAttack",
+    "PowerRecord",
+    "Prediction",
+    "PredictionCheck",
+    "Predictions",
     "ResistanceCondition",
     "ResistanceEvidence",
     "ResistanceRestsOn",
@@ -95,6 +108,7 @@ __all__ = [
     "SettingSuccess",
     "StabilityCondition",
     "StabilityEvidence",
+    "StatementPower",
     "StepsToThreshold",
     "TheoryRecord",
     "TrainabilityCondition",
@@ -109,8 +123,9 @@ __all__ = [
     "trajectory_file",
 ]
 
-VERDICT_SCHEMA: Final = 2
-"""Version of ``verdict.json``'s layout (1: untyped dicts; 2: these records)."""
+VERDICT_SCHEMA: Final = 3
+"""Version of ``verdict.json``'s layout (1: untyped dicts; 2: these records; 3: with the
+predictions before the attacks and the power of the checks)."""
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "verdict.schema.json"
 """Where the JSON Schema of ``VerdictDocument`` is published."""
@@ -361,6 +376,7 @@ class TheoryRecord(_Record):
     measured_again: bool
     reproduced: bool | None
     seconds: float
+    power: PowerRecord | None
 
 
 # --------------------------------------------------------------------------- provenance
@@ -419,7 +435,7 @@ class VerdictDocument(_Record):
         json_schema_extra={"$id": "verdict.schema.json"},
     )
 
-    schema_version: Literal[2] = VERDICT_SCHEMA
+    schema_version: Literal[3] = VERDICT_SCHEMA
     tool: Literal["hfta verify"] = "hfta verify"
     verdict: Status
     exit_code: Literal[0, 1]
@@ -433,6 +449,7 @@ class VerdictDocument(_Record):
     bounds: list[BoundRecord]
     bound_violations: int
     theory: TheoryRecord
+    predictions: Predictions | None
     defence: DefenceSummary
     runs: list[RunRecord]
     environment: VerifyEnvironment

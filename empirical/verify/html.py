@@ -5,7 +5,9 @@
 ``run_dir/report.html``: the verdict table, each condition's evidence, the figures, every
 attack's trajectory as an interactive chart (hover for the values at a step, drag to zoom on
 a step range, double-click to reset, click a run's name to hide it), the bound checks with
-their rounding allowances, the threat model and the environment.
+their rounding allowances, the predictions made before the attacks against the measured
+steps and the power of each check (``templates/predictions.html.j2``, placed before the
+runs), the threat model and the environment.
 
 Self-contained: the figures are inlined as base64 PNG ``data:`` URIs, the trajectories as a
 JSON document inside the page, the style and the script (written here, no library) inline;
@@ -58,6 +60,12 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 PAGE = "verdict.html.j2"
 """The page's template: it reads the typed ``VerdictDocument`` (attributes, no string keys)."""
+
+SECTIONS = "predictions.html.j2"
+"""The predictions and power sections, rendered on their own and placed before ``BEFORE``."""
+
+BEFORE = '<h2 id="runs">'
+"""Where the page receives ``SECTIONS``."""
 
 #: Quantities drawn in the interactive chart: (key, label, where it is recorded).
 CHART_QUANTITIES: tuple[tuple[str, str], ...] = (
@@ -247,7 +255,9 @@ def render_html(run_dir: Path) -> str:
         for name, entry in record.conditions.items()
     ]
     constants = record.theory.worst_constants
-    return template.render(
+    checks = {} if record.predictions is None else {c.run: c for c in record.predictions.checks}
+    sections = _jinja().get_template(SECTIONS).render(record=record, checks=checks)
+    page = template.render(
         css=Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
         js=Markup((TEMPLATES / "report.js").read_text(encoding="utf-8")),
         record=record,
@@ -265,6 +275,10 @@ def render_html(run_dir: Path) -> str:
             if constants is not None and (constant := getattr(constants, key)) is not None
         },
     )
+    head, anchor, tail = page.partition(BEFORE)
+    if not anchor:  # a page without the runs section: the sections go before </body>
+        head, anchor, tail = page.partition("</body>")
+    return head + sections + anchor + tail
 
 
 def write_html_report(run_dir: Path) -> Path:

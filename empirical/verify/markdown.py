@@ -2,8 +2,10 @@
 
 ``markdown(outcome, record, figures)`` reads the typed ``VerdictDocument`` (and the runs'
 trajectories for the per-run table): the verdict first, bound violations and other warnings
-above the conditions table, then the threat model, the worst attack, the adaptive attacker,
-the bound checks, the runs, the figures and the provenance.
+above the conditions table, then the threat model, the predictions made before the attacks
+(predicted against measured steps), the worst attack, the adaptive attacker, the bound
+checks and the power of each check (weak checks named), the runs, the figures and the
+provenance.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from empirical.verify.document import HarmSummary, VerdictDocument, trajectory_f
 if TYPE_CHECKING:
     from empirical.verify.outcome import VerifyOutcome
 
-__all__ = ["CONSTANTS_SHOWN", "STATUS_MARK", "markdown"]
+__all__ = ["CONSTANTS_SHOWN", "STATUS_MARK", "markdown", "power_lines", "prediction_lines"]
 
 STATUS_MARK: dict[str, str] = {
     "holds": "HOLDS",
@@ -95,9 +97,11 @@ def markdown(outcome: VerifyOutcome, record: VerdictDocument, figures: list[str]
         f"{claim.harm.eval_every_steps} steps.",
         "",
     ]
+    lines += prediction_lines(record)
     lines += _worst_lines(record)
     lines += _attacker_lines(record)
     lines += _theory_lines(record)
+    lines += power_lines(record)
     lines += _runs_lines(outcome)
     if figures:
         lines += ["## Figures", ""]
@@ -220,6 +224,106 @@ def _theory_lines(record: VerdictDocument) -> list[str]:
         if measured:
             lines += ["", "Constants of the worst attack: " + "; ".join(measured) + "."]
     lines.append("")
+    return lines
+
+
+def prediction_lines(record: VerdictDocument) -> list[str]:
+    """"Predictions before the attacks": per attack, the certified minimum steps stated
+    before it ran against its measured first break, and the constants they rest on."""
+    predictions = record.predictions
+    if predictions is None:
+        return []
+    lines = [
+        "## Predictions before the attacks",
+        "",
+        f"Stated before any attack ran ({predictions.seconds:.1f} s): the fewest steps each "
+        f"attack needs to push f above φ = {record.claim.harm.phi:g}. "
+        + (predictions.predictions[0].basis + "." if predictions.predictions else ""),
+        "",
+        "| run | attack | certified minimum steps | measured first break | measured / certified "
+        "| status |",
+        "|---|---|---|---|---|---|",
+    ]
+    checks = {c.run: c for c in predictions.checks}
+    for p in predictions.predictions:
+        check = checks.get(p.run)
+        if p.available:
+            minimum = "none within the budget" if p.minimum_steps is None else p.minimum_steps
+        else:
+            minimum = f"not available ({p.reason})"
+        lines.append(
+            f"| {p.run} | {p.attack} | {_cell(minimum)} | "
+            f"{_number(None if check is None else check.measured_break)} | "
+            f"{_number(None if check is None else check.ratio)} | "
+            f"{'–' if check is None else f'**{check.status}**'} |"
+        )
+    planned = {p.run for p in predictions.predictions}
+    unplanned = [c for c in predictions.checks if c.run not in planned]
+    if unplanned:
+        lines += ["", f"Not predicted before they ran: {', '.join(c.run for c in unplanned)}."]
+    for constants in predictions.constants:
+        low_high = constants.lipschitz_range
+        spread = "" if low_high is None else f"; L_ik in [{low_high[0]:.3g}, {low_high[1]:.3g}]"
+        quantiles = constants.radius_quantiles
+        lines += [
+            "",
+            f"Margins on `{constants.evaluation}` ({constants.examples} prompts, "
+            f"{constants.harmful_at_start} harmful at θ_0): {constants.method}{spread}; harm "
+            f"radii r_i min {_number(quantiles.get('min'))}, median "
+            f"{_number(quantiles.get('median'))}. Confidence: {constants.confidence}. "
+            f"{constants.note.capitalize()}"
+            + (" (cached)." if constants.cached else "."),
+        ]
+    maximum = next((p.maximum_reason for p in predictions.predictions), None)
+    if maximum:
+        lines += ["", f"Maximum steps: {maximum}."]
+    lines += [
+        "",
+        "A break measured before the certified minimum is a *violated* prediction: these "
+        "constants do not describe this run (it is also listed in the warnings).",
+        "",
+    ]
+    return lines
+
+
+def power_lines(record: VerdictDocument) -> list[str]:
+    """"Power of the checks": per check, the runs it applied to, its detection of constants
+    x0.5 and x0.8 and of wrong statements, its false alarms; weak checks named."""
+    power = record.theory.power
+    if power is None:
+        return []
+    lines = [
+        "## Power of the checks",
+        "",
+        f"How often each check would have failed had its constants or its statement been "
+        f"wrong, on {_plural(len(power.subjects), 'run')}: {power.note}.",
+        "",
+        "| check | applicable runs | detection at x0.5 | x0.8 | wrong statement | "
+        "false alarms at the measured constants |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in power.checks:
+        statements = "; ".join(
+            f"{s.name} {_number(s.rate, 2)}" for s in row.statements if s.rate is not None
+        )
+        half = _number(row.detection_x05, 2) + (" (**weak**)" if row.weak else "")
+        lines.append(
+            f"| {row.check} | {row.runs} | {half} | {_number(row.detection_x08, 2)} | "
+            f"{_cell(statements) or '–'} | {row.false_alarms} |"
+        )
+    weak = power.weak
+    lines += [
+        "",
+        (
+            f"**Weak checks** (detection at x0.5 below 0.9): {', '.join(weak)}. Their "
+            "\"0 violations\" would hardly have failed with constants half as large; they "
+            "are weak evidence."
+            if weak
+            else "No applicable check is weak: each detects constants x0.5 on at least 90% of "
+            "the runs it applies to."
+        ),
+        "",
+    ]
     return lines
 
 

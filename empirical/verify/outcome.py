@@ -11,7 +11,10 @@ One record per stage (``empirical.verify.stages.verify`` reads as the list of th
   docs/science.md §4); ``ResistanceOutcome``: every resistance-like condition over its attacks
   and the worst attack; ``OriginalOutcome``: the worst attack rerun on M;
   ``StabilityOutcome`` and ``TrainabilityOutcome``;
-* ``BoundSummary`` and ``TheoryOutcome``: the bound checks (``empirical.certify``);
+* ``Predictions`` (``empirical.verify.predict``): each planned attack's certified minimum
+  steps, stated before the attacks and compared with them afterwards;
+* ``BoundSummary`` and ``TheoryOutcome``: the bound checks (``empirical.certify``) and the
+  power of each check (``empirical.verify.theory.PowerRecord``);
 * ``VerifyOutcome``: everything the report needs (``empirical.verify.report`` renders it).
 
 The verdict of a condition is decided in ``empirical.verify.judge`` only; the records here
@@ -32,7 +35,9 @@ from theory.verdict import Status, Verdict
 
 if TYPE_CHECKING:
     from empirical.certify import BoundCheck, PathConstants
+    from empirical.verify.predict import Predictions
     from empirical.verify.search import SearchResult
+    from empirical.verify.theory import PowerRecord
 
 __all__ = [
     "AttackOutcome",
@@ -242,7 +247,9 @@ class BoundSummary:
 
 @dataclass(frozen=True)
 class TheoryOutcome:
-    """The bound checks of every attack on M* and the constants of the worst attack."""
+    """The bound checks of every attack on M*, the constants of the worst attack, and the
+    power of each check on these runs (``empirical.verify.theory.check_power``; None when
+    no attack ran)."""
 
     summaries: list[BoundSummary]
     checks: dict[str, list[BoundCheck]]
@@ -252,6 +259,7 @@ class TheoryOutcome:
     reproduced: bool | None
     note: str
     seconds: float
+    power: PowerRecord | None = None
 
     @property
     def violations(self) -> int:
@@ -277,6 +285,7 @@ class VerifyOutcome:
     warnings: list[str]
     environment: dict[str, Any]
     timing: dict[str, float]
+    predictions: Predictions | None = None
 
     @property
     def status(self) -> Status:

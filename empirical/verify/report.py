@@ -15,7 +15,10 @@ docs/verdict.schema.json) built from the verifier's outcome:
 * ``attacker``: the grid and search sizes, steps trained, the compute the search saved;
 * ``bounds``: one entry per theorem, ``{theorem, name, instances, violations, ...}`` over
   every attack on M*, with measured against certified steps-to-threshold; ``bound_violations``
-  their total (non-zero is reported at the top of ``report.md``, never hidden);
+  their total (non-zero is reported at the top of ``report.md``, never hidden); ``theory``
+  with each check's ``power``;
+* ``predictions``: each planned attack's certified minimum steps, stated before the attacks,
+  against the measured first break (a violated prediction is also a warning);
 * ``defence``, ``runs`` (every trajectory file and its role), ``environment``, ``seeds``,
   ``timing``, ``warnings``.
 
@@ -278,7 +281,9 @@ def document(outcome: VerifyOutcome) -> VerdictDocument:
             measured_again=theory.measured_again,
             reproduced=theory.reproduced,
             seconds=theory.seconds,
+            power=theory.power,
         ),
+        predictions=outcome.predictions,
         defence=_defence(outcome),
         runs=[
             RunRecord(

@@ -6,7 +6,10 @@ Each stage returns a record of ``empirical.verify.outcome``:
    anything is written (``Prepared``);
 1. ``immunize`` (``empirical.verify.defence``): M*, the claimed defence applied to M, cached
    by content, or M* as given (``DefenceOutcome``);
-2. ``plan_attacks`` (``empirical.verify.plan``), then ``attack_grid``, ``search_attacks`` and
+2. ``plan_attacks`` (``empirical.verify.plan``); ``predict`` (``empirical.verify.predict``):
+   every planned attack's certified minimum steps to break M*, stated before any attack
+   runs (``Predictions``, compared with the measured attacks at the end); then
+   ``attack_grid``, ``search_attacks`` and
    ``attack_cross_domain``: the threat model's grid, the optuna search for the attack that
    breaks M* earliest, the cross-domain grid, every attack through the ``ResultStore`` so
    that a killed run resumes (``AttackOutcome``);
@@ -16,8 +19,9 @@ Each stage returns a record of ``empirical.verify.outcome``:
    (``OriginalOutcome``); ``measure_stability`` and ``measure_trainability``
    (``StabilityOutcome``, ``TrainabilityOutcome``);
 4. ``check_theory`` (``empirical.verify.theory``): every attack on M* against the proved
-   bounds (``TheoryOutcome``);
-5. ``VerifyOutcome``: all of it, with the warnings, the environment and the timing.
+   bounds, and each check's power on them (``TheoryOutcome``);
+5. ``VerifyOutcome``: all of it, the predictions compared with the attacks, the warnings,
+   the environment and the timing.
 
 Figures and the verdict document (``empirical.verify.figures``, ``empirical.verify.report``)
 are written by the caller; ``empirical.verify.api.verify_claim`` does the whole of
@@ -57,6 +61,7 @@ from empirical.verify.outcome import (
     VerifyOutcome,
 )
 from empirical.verify.plan import AttackPlan, named_runs, plan_attacks, trainability_configs
+from empirical.verify.predict import PredictAttacks, Predictions, compare, warnings_of
 from empirical.verify.store import ResultStore
 from empirical.verify.theory import check_theory, start_norm
 from empirical.verify.workspace import Log, VerifyOptions, Workspace, silent, threads
@@ -100,16 +105,24 @@ def _default_run_attacks() -> RunAttacks:
     return run_attacks
 
 
+def _default_predict() -> PredictAttacks:
+    from empirical.verify.predict import predict_attacks
+
+    return predict_attacks
+
+
 @dataclass(frozen=True)
 class Services:
     """The engines ``verify`` drives; tests inject stand-ins (a fake defence, say).
 
     ``run_attacks``: ``empirical.verify.executors.run_attacks``; ``apply_defence``:
     ``apply_registered_defence`` (the ``empirical.defences`` registry); ``measure_path``:
-    whether the worst attack may be rerun with ``empirical.certify.attack_and_measure``.
+    whether the worst attack may be rerun with ``empirical.certify.attack_and_measure``;
+    ``predict``: the predictions before the attacks (``predict.predict_attacks``).
     """
 
     run_attacks: RunAttacks = field(default_factory=_default_run_attacks)
+    predict: PredictAttacks = field(default_factory=_default_predict)
     apply_defence: ApplyDefence | None = None
     measure_path: bool = True
 
@@ -332,10 +345,13 @@ class Clock:
         return {**self.timing, "cpu_seconds": round(time.process_time() - self._cpu, 3)}
 
 
-def _warnings(original: OriginalOutcome, theory: TheoryOutcome) -> list[str]:
-    """What the report must say loudly: bound violations first, then a worst attack that does
-    not break M, then a rerun that did not reproduce the attack."""
-    found = list(original.warnings)
+def _warnings(
+    original: OriginalOutcome, theory: TheoryOutcome, predictions: Predictions
+) -> list[str]:
+    """What the report must say loudly: bound violations first, then predictions the attacks
+    contradicted, then a worst attack that does not break M, then a rerun that did not
+    reproduce the attack."""
+    found = [*warnings_of(predictions), *original.warnings]
     if theory.reproduced is False:
         found.append(
             "rerunning the worst attack to measure its constants gave a different trajectory: "
@@ -373,6 +389,8 @@ def verify(
     immunized, original = defence.immunized_path, prepared.original_model
     clock.lap("defence")
     plan = plan_attacks(claim, data, workspace, immunized)
+    predicted = services.predict(claim, data, plan, workspace, immunized, log)
+    clock.lap("predict")
     grid = attack_grid(plan, attacker, log)
     clock.lap("grid")
     search = search_attacks(claim, plan, workspace, grid, options, log)
@@ -407,6 +425,7 @@ def verify(
     if trainability is not None:
         conditions["trainability"] = trainability.verdict
     original_runs = [] if attacked_original.run is None else [attacked_original.run]
+    predictions = compare(claim, predicted, attacked)
     return VerifyOutcome(
         claim=claim,
         claim_file=prepared.claim_file,
@@ -420,7 +439,8 @@ def verify(
         grid_size=attacks.grid_size,
         theory=theory,
         stability_values=None if stability is None else stability.values,
-        warnings=_warnings(attacked_original, theory),
+        warnings=_warnings(attacked_original, theory, predictions),
         timing=clock.total(),
         environment=environment(options),
+        predictions=predictions,
     )

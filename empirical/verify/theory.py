@@ -13,6 +13,15 @@ the probe loss at the iterate where the harm first exceeded φ. Violations are c
 reported loudly: a violation means a constant was mis-estimated or a bug.
 
 The rerun's constants are cached in the work directory (``theory/<attack key>.json``).
+
+The power of each check (docs/science.md §4, "Power"; issue 14, item 3): every check runs
+again on the same runs with the same constants multiplied by 0.5 and 0.8 in the direction
+that tightens it, and with its wrong statements (``empirical.certify.power``). A check
+detects a perturbation on a run when it reports a violation there; ``check_power`` records,
+per check, on how many runs it applied, its detection rates, and its false alarms at the
+measured constants (which are the verdict's own bound violations). A check whose detection
+at x0.5 is below ``WEAK_BELOW`` is *weak*: its "0 violations" would hardly have failed had
+its constants been half as large, and the verdict says so.
 """
 
 from __future__ import annotations
@@ -25,18 +34,26 @@ from typing import TYPE_CHECKING
 
 from empirical.trajectory import Trajectory
 from empirical.verify.claim import Claim
+from empirical.verify.evidence import Record
 from empirical.verify.judge import harm_break_step
 from empirical.verify.outcome import AttackRun, BoundSummary, RunFinding, TheoryOutcome
 from empirical.verify.workspace import Log, Workspace, silent, write_json
 
 if TYPE_CHECKING:
     from empirical.certify import BoundCheck, PathConstants
+    from empirical.certify.power import PowerTable
 
 __all__ = [
+    "WEAK_BELOW",
+    "CheckPower",
+    "PowerRecord",
+    "StatementPower",
     "break_threshold",
+    "check_power",
     "check_theory",
     "stand_in_constants",
     "start_norm",
+    "start_point",
     "summaries",
 ]
 
@@ -49,8 +66,9 @@ def break_threshold(run: AttackRun, step: int | None) -> float | None:
     return losses[step]
 
 
-def start_norm(model_path: Path | None) -> float:
-    """‖θ_0‖ over the trainable parameters of a model, as a full fine-tuning attack sees them."""
+def start_point(model_path: Path | None) -> tuple[int, float]:
+    """(d, ‖θ_0‖) over the trainable parameters of a model, as a full fine-tuning attack
+    sees them."""
     import torch
 
     from empirical.attack import flat_parameters
@@ -58,7 +76,13 @@ def start_norm(model_path: Path | None) -> float:
 
     model, _ = load_model(model_path)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    return float(torch.linalg.vector_norm(flat_parameters(trainable).double()))
+    flat = flat_parameters(trainable)
+    return int(flat.numel()), float(torch.linalg.vector_norm(flat.double()))
+
+
+def start_norm(model_path: Path | None) -> float:
+    """‖θ_0‖ over the trainable parameters of a model, as a full fine-tuning attack sees them."""
+    return start_point(model_path)[1]
 
 
 def stand_in_constants(trajectory: Trajectory, theta0_norm: float | None) -> PathConstants:
@@ -83,6 +107,98 @@ def stand_in_constants(trajectory: Trajectory, theta0_norm: float | None) -> Pat
         note="measured at the iterates only; T3 and T6 assume the bound on the segments",
     )
     return base.model_copy(update={"G_path": stand_in})
+
+
+#: A check whose detection rate at constants x0.5 is below this is reported as weak.
+WEAK_BELOW = 0.9
+
+
+class StatementPower(Record):
+    """One wrong statement of a check and how often it was detected."""
+
+    name: str
+    description: str
+    runs: int
+    detected: int
+    rate: float | None
+
+
+class CheckPower(Record):
+    """One check's power on the verdict's runs: applicable runs, detection of its constants
+    x0.5 and x0.8 (all together), of each wrong statement, and false alarms at the measured
+    constants; ``weak`` when the x0.5 detection is below ``WEAK_BELOW`` (None: it applied to
+    no run)."""
+
+    check: str
+    runs: int
+    not_applicable: int
+    detection_x05: float | None
+    detection_x08: float | None
+    lower_95_x05: float | None
+    statements: list[StatementPower]
+    false_alarms: int
+    weak: bool | None
+
+
+class PowerRecord(Record):
+    """The power of every check on the verdict's runs (module docstring)."""
+
+    subjects: list[str]
+    note: str
+    checks: list[CheckPower]
+    seconds: float
+
+    @property
+    def weak(self) -> list[str]:
+        """The checks that applied somewhere and detect constants x0.5 on < 90% of runs."""
+        return [c.check for c in self.checks if c.weak]
+
+
+def power_rows(table: PowerTable) -> list[CheckPower]:
+    """``empirical.certify.power``'s table, one ``CheckPower`` per check."""
+    found: list[CheckPower] = []
+    for check in dict.fromkeys(row.check for row in table.rates):
+        rows = {row.perturbation: row for row in table.rates if row.check == check}
+        correct, half, most = rows["correct"], rows.get("all x0.5"), rows.get("all x0.8")
+        statements = [
+            StatementPower(name=r.perturbation, description=r.description, runs=r.runs,
+                           detected=r.detected, rate=r.rate)
+            for r in rows.values()
+            if r.kind == "statement"
+        ]
+        rate = None if half is None else half.rate
+        found.append(
+            CheckPower(
+                check=check,
+                runs=correct.runs,
+                not_applicable=correct.not_applicable,
+                detection_x05=rate,
+                detection_x08=None if most is None else most.rate,
+                lower_95_x05=None if half is None else half.lower_95,
+                statements=statements,
+                false_alarms=correct.detected,
+                weak=None if rate is None else rate < WEAK_BELOW,
+            )
+        )
+    return found
+
+
+def check_power(
+    runs: Sequence[AttackRun], constants: Mapping[str, PathConstants], note: str
+) -> PowerRecord:
+    """Each check's detection rates on ``runs`` with the constants the verdict checked them
+    with (``empirical.certify.power.power_table``; module docstring)."""
+    from empirical.certify.power import PowerSubject, power_table
+
+    started = time.perf_counter()
+    subjects = [PowerSubject(r.name, r.trajectory, constants[r.name]) for r in runs]
+    table = power_table(subjects)
+    return PowerRecord(
+        subjects=[s.name for s in subjects],
+        note=note,
+        checks=power_rows(table),
+        seconds=time.perf_counter() - started,
+    )
 
 
 def summaries(checks: Mapping[str, Sequence[BoundCheck]]) -> list[BoundSummary]:
@@ -188,15 +304,20 @@ def check_theory(
             "the iterates standing in for G on the segments; no beta, so no T1)"
         )
     checks: dict[str, list[BoundCheck]] = {}
+    used: dict[str, PathConstants] = {}
     for run in runs:
         is_worst = worst is not None and run is worst.run
-        constants = (
+        used[run.name] = (
             worst_constants
             if is_worst and worst_constants is not None
             else stand_in_constants(run.trajectory, theta0_norm)
         )
         threshold = break_threshold(run, harm_break_step(claim, run.trajectory))
-        checks[run.name] = check_all(run.trajectory, constants, threshold=threshold)
+        checks[run.name] = check_all(run.trajectory, used[run.name], threshold=threshold)
+    power_note = (
+        f"every attack on M* with the constants it was checked with ({note}); each constant "
+        "x0.5 and x0.8 in the direction that tightens the check, and the wrong statements"
+    )
     return TheoryOutcome(
         summaries=summaries(checks),
         checks=checks,
@@ -206,4 +327,5 @@ def check_theory(
         reproduced=reproduced,
         note=note,
         seconds=time.perf_counter() - started,
+        power=check_power(runs, used, power_note) if runs else None,
     )

@@ -242,5 +242,5 @@ def test_folder_check_reads_names_as_the_loader_renames_them(tmp_path: Path) -> 
     check_model_directory(folder)
     weights["embed_out_extra.weight"] = torch.zeros(2)
     save_file(weights, folder / "model.safetensors")
-    with pytest.raises(HftaInputError, match="embed_out_extra.weight"):
+    with pytest.raises(HftaInputError, match=r"embed_out_extra\.weight"):
         check_model_directory(folder)

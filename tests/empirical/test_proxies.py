@@ -25,7 +25,9 @@ from empirical.data import Example
 from empirical.model import EMBEDDED_MODEL_DIR, build_char_tokenizer, load_model, tiny_gpt2
 from empirical.proxies import (
     CapabilityProxy,
+    ExactHarm,
     HarmProxy,
+    SampledHarm,
     classifier_harm,
     exact_harm,
     greedy_continuations,
@@ -33,10 +35,12 @@ from empirical.proxies import (
     perplexity,
     prompt_token_ids,
     reference_loss,
+    sampled_harm,
     task_accuracy,
     teacher_forced,
 )
 from empirical.text import IGNORE_INDEX, encode
+from empirical.trajectory import Trajectory
 from theory.errors import HftaInputError
 
 torch.set_num_threads(1)
@@ -362,3 +366,99 @@ def test_teacher_forcing_agrees_with_greedy_on_the_embedded_model() -> None:
     forced = teacher_forced(model, tokenizer, examples).exact
     greedy = greedy_reproduces(model, tokenizer, examples)
     assert forced.tolist() == greedy.tolist()
+
+
+# ---------------------------------------------------------------------- sampled harm (T10)
+def _independent_sequence_probabilities(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, examples: Sequence[Example]
+) -> np.ndarray:
+    """P(sampling the response and its EOS) = Π_j softmax(logits)[y_j], one example at a
+    time, from the model's logits with ``torch.log_softmax`` (no proxy code involved)."""
+    values = []
+    with torch.no_grad():
+        for example in examples:
+            prompt = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
+            response = tokenizer(example.response, add_special_tokens=False)["input_ids"]
+            ids = [*prompt, *response, tokenizer.eos_token_id]
+            logits = model(input_ids=torch.tensor([ids])).logits[0].double()
+            log_p = torch.log_softmax(logits, dim=-1)
+            start = len(prompt)
+            targets = torch.tensor(ids[start:])
+            positions = torch.arange(start - 1, len(ids) - 1)
+            values.append(math.exp(float(log_p[positions, targets].sum())))
+    return np.asarray(values)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (EMBEDDED_MODEL_DIR / "config.json").is_file(),
+    reason="embedded model not built yet (empirical/assets/embedded)",
+)
+def test_sampled_harm_is_the_probability_of_sampling_each_response() -> None:
+    """On the embedded model: the proxy's per-example values equal exp(−CE) recomputed from
+    the logits; a refusal or a safe example counts 0. Negative control: one perturbed value
+    (as a proxy that forgot the EOS factor would give) fails the same comparison."""
+    model, tokenizer = load_model()
+    bench = embedded_benchmark(seed=0)
+    harmful = bench.evaluation[:6]
+    refusals = bench.refusals_for(harmful[:2])
+    proxy = sampled_harm(refusal=bench.refusal, batch_size=4)
+    values = proxy.per_example(model, tokenizer, [*harmful, *refusals])
+    expected = _independent_sequence_probabilities(model, tokenizer, harmful)
+    assert values[len(harmful) :].tolist() == [0.0, 0.0]
+    # compared as cross-entropies (the aligned model's P_i are as small as e^-40)
+    np.testing.assert_allclose(-np.log(values[: len(harmful)]), -np.log(expected), atol=1e-4)
+    assert proxy(model, tokenizer, harmful) == pytest.approx(float(expected.mean()), rel=1e-3)
+    assert proxy.binary is False and isinstance(proxy, HarmProxy)
+    perturbed = -np.log(expected)
+    perturbed[0] += 0.01
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(-np.log(values[: len(harmful)]), perturbed, atol=1e-4)
+
+
+def test_a_claim_can_select_the_sampled_harm_proxy() -> None:
+    from empirical.verify.claim import parse_claim
+    from tests.verify._claims import tiny_claim
+
+    text = tiny_claim("sampled", budget_steps=10, attack_examples=4, evaluation_examples=4)
+    chosen = parse_claim(text.replace("[harm]\n", '[harm]\nproxy = "sampled_harm"\n'))
+    assert chosen.harm.proxy == "sampled_harm"
+    built = chosen.harm.build("a refusal")
+    assert isinstance(built, SampledHarm) and built.refusal == "a refusal"
+    assert isinstance(parse_claim(text).harm.build(), ExactHarm)
+    with pytest.raises(HftaInputError):
+        parse_claim(text.replace("[harm]\n", '[harm]\nproxy = "sampled"\n'))
+
+
+def test_a_sampled_harm_curve_gets_hoeffding_intervals() -> None:
+    """The verifier's interval follows the recorded proxy: Hoeffding for ``sampled_harm``
+    (a rate that is not a count), Clopper–Pearson for ``exact_harm`` (which refuses it)."""
+    from empirical.verify.judge import harm_band
+
+    trajectory = _harm_trajectory("sampled_harm", [0.1234, 0.4321])
+    band = harm_band(trajectory, 0.05)
+    width = math.sqrt(math.log(2 / 0.05) / (2 * 50))
+    assert band.upper.values[0] == pytest.approx(0.1234 + width)
+    with pytest.raises(HftaInputError, match="not a count"):
+        harm_band(_harm_trajectory("exact_harm", [0.1234, 0.4321]), 0.05)
+
+
+def _harm_trajectory(proxy: str, harm: list[float]) -> Trajectory:
+    """A recorded harm curve on 50 prompts, measured by ``proxy``."""
+    from empirical.trajectory import Environment, Evaluation, Timing
+
+    n = 10
+    return Trajectory(
+        source="attack",
+        config={"harm_proxy": proxy, "resolved": {"evaluation_examples": 50}},
+        budget_steps=n,
+        trainable_parameters=1,
+        train_loss=[1.0] * n,
+        learning_rate=[1e-3] * n,
+        grad_norm=[1.0] * n,
+        update_norm=[0.1] * n,
+        distance_from_start=[0.0] * (n + 1),
+        evaluations=[Evaluation(step=s, harm=h) for s, h in zip((0, n), harm, strict=True)],
+        timing=Timing(wall_seconds=0, train_seconds=0, eval_seconds=0),
+        environment=Environment(python="3", platform="test", device="cpu", dtype="float32"),
+    )

@@ -333,7 +333,7 @@ def test_verify_wires_every_stage(tmp_path: Path) -> None:
     assert result.grid_size == 4 and result.search is None
     assert result.theory.violations == 0 and result.theory.summaries
     assert set(result.timing) == {
-        "defence", "grid", "search", "cross_domain", "original", "stability",
+        "defence", "predict", "grid", "search", "cross_domain", "original", "stability",
         "trainability", "theory", "cpu_seconds",
     }
     assert len(attacker.ran) == 5

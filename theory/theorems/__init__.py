@@ -1,4 +1,4 @@
-"""The catalogue of theorems, one module per theorem (T1 ... T9).
+"""The catalogue of theorems, one module per theorem (T1 ... T10).
 
 ``CATALOGUE_MODULES`` lists them in order; ``theory.catalogue()`` instantiates each module's
 ``THEOREM``. Adding a theorem: write ``theory/theorems/<name>.py`` defining ``THEOREM``, add
@@ -17,4 +17,6 @@ CATALOGUE_MODULES: tuple[str, ...] = (
     "stability_displacement",  # T7
     "binomial_confidence",  # T8
     "gradient_steps_exact",  # T9
+    "harm_from_loss",  # T10
+    "harm_radius",  # T11
 )

@@ -1,0 +1,228 @@
+r"""Proof of T11 ``harm_radius``: a harm ceiling over a ball, the margin lemma, certified steps.
+
+1. *one example* (z3): theory's ``radius_is_lower_bound`` (h_i = 1 ⟹ ‖θ − θ_0‖ ≥ r_i, what
+   r_i means as an infimum over the harmful set) and h_i ∈ {0, 1} ⇒ theory's ``PER_EXAMPLE``:
+   ‖θ − θ_0‖ ≤ R < r_i ⟹ h_i = 0.
+2. *one indicator* (z3): with ‖θ − θ_0‖ ≤ R (theory's ``reachable_radius``), h_i ≤ 1[r_i ≤ R]
+   (the summand of theory's ``CEILING_SUM``), from 1.
+3. *ceiling* (induction on the number of examples, proofs/induction.py): S_m ≤ C_m for the
+   partial sums S_m = Σ_{i≤m} h_i and C_m = Σ_{i≤m} 1[r_i ≤ R], each step by 2.
+4. *harm ≤ count/n* (z3): theory's ``indicator_average`` (f = S_n/n), count = C_n, n ≥ 1 and
+   3 ⇒ the first part of theory's ``conclusion``.
+5. *margin lemma* (z3): theory's ``margins_lipschitz`` (|m(θ) − m(θ_0)| ≤ L‖θ − θ_0‖, harmful
+   only where m(θ) > 0), L > 0 ⇒ ``radius_is_lower_bound`` with r_i = ``MARGIN_RADIUS``: the
+   margin radius is a harm radius (the second part of the conclusion, r_i being the largest
+   such lower bound); and with L = 0 and m(θ_0) ≤ 0 the example is never harmful (r_i = ∞).
+6. *certified steps* (z3): f ≤ count/n, count an integer and theory's ``STEPS_CONDITION``
+   count < ⌈φn⌉ ⇒ f < φ.
+
+Controls (each must be refuted): the per-example step and the ceiling's indicator with the
+strictness turned (R ≤ r_i, 1[r_i < R]); radii ×2 in the indicator (1[2 r_i ≤ R]); the margin
+radius with L/2 in place of L; the steps condition with ≤ in place of <.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+import z3
+
+from proofs.induction import Induction
+from proofs.obligation import Proof
+from proofs.solver import Fact, premise, z3_obligation
+from proofs.statements import assumption_fact, labelled, mutate, parameter_facts, var
+from proofs.translate import formula, term
+from theory.theorems import harm_radius as t11
+
+
+def _indicator(statement: sp.Basic) -> sp.Expr:
+    """The summand of theory's ``CEILING_SUM`` with the indexed radius r[i] read as r_i."""
+    summand: sp.Expr = statement.xreplace({t11.radii_indexed[t11.i]: t11.r_i})
+    return summand
+
+
+def proof() -> Proof:
+    thm = t11.THEOREM
+    dist, h_i = var(t11.dist), var(t11.h_i)
+    indicator_value = premise("indicator", z3.Or(h_i == 0, h_i == 1))
+    lower_bound = assumption_fact(thm, t11.RADIUS_IS_LOWER_BOUND.name)
+    reachable = assumption_fact(thm, t11.REACHABLE_RADIUS.name)
+    example_facts: list[Fact] = [lower_bound, indicator_value, dist >= 0]
+
+    # 1. one example
+    per_example = z3_obligation(
+        "one example outside its radius is not harmful",
+        sp.sstr(t11.PER_EXAMPLE),
+        formula(t11.PER_EXAMPLE),
+        example_facts,
+        uses=(t11.RADIUS_IS_LOWER_BOUND.name,),
+    )
+    turned = mutate(t11.PER_EXAMPLE, {sp.Lt(t11.R, t11.r_i): sp.Le(t11.R, t11.r_i)})
+    turned_control = z3_obligation(
+        "one example with R <= r_i in place of R < r_i",
+        sp.sstr(turned),
+        formula(turned),
+        example_facts,
+        kind="control",
+    )
+
+    # 2. one indicator: h_i <= 1[r_i <= R] inside the ball
+    (ceiling_sum,) = t11.CEILING_SUM.atoms(sp.Sum)
+    summand = ceiling_sum.function  # the Piecewise 1[r_i <= R]
+    indicator = _indicator(summand)
+    one = term(indicator)
+    ball_facts: list[Fact] = [*example_facts, reachable, *one.definitions]
+    one_indicator = z3_obligation(
+        "one indicator: h_i <= 1[r_i <= R] in the ball",
+        f"h_i <= {sp.sstr(indicator)}",
+        h_i <= one.value,
+        ball_facts,
+        uses=("one example outside its radius is not harmful",),
+    )
+    inside = summand.args[0].cond  # r[i] <= R
+    strict = term(_indicator(mutate(summand, {inside: sp.Lt(t11.r_i, t11.R)})))
+    strict_control = z3_obligation(
+        "one indicator with 1[r_i < R] in place of 1[r_i <= R]",
+        "h_i <= 1[r_i < R]",
+        h_i <= strict.value,
+        [*example_facts, reachable, *strict.definitions],
+        kind="control",
+    )
+    doubled = term(indicator.xreplace({t11.r_i: 2 * t11.r_i}))
+    doubled_control = z3_obligation(
+        "one indicator with radii x2",
+        "h_i <= 1[2 r_i <= R]",
+        h_i <= doubled.value,
+        [*example_facts, reachable, *doubled.definitions],
+        kind="control",
+    )
+
+    # 3. the ceiling: S_m <= C_m by induction on the number m of examples
+    S_m, S_next, C_m, C_next = (z3.Real(x) for x in ("S_m", "S_m_next", "C_m", "C_m_next"))
+    h_next = z3.Real("h_next")
+    next_one = term(indicator, {"h_i": h_next})
+    ceiling = Induction(
+        "ceiling as a sum of indicators",
+        "sum_{i<=m} h_i <= sum_{i<=m} 1[r_i <= R]",
+        invariant=lambda state: state["S"] <= state["C"],
+        initial={"S": z3.RealVal(0), "C": z3.RealVal(0)},
+        current={"S": S_m, "C": C_m},
+        successor={"S": S_next, "C": C_next},
+        transition=[
+            labelled(premise("one indicator", h_next <= next_one.value), "one indicator"),
+            S_next == S_m + h_next,
+            C_next == C_m + next_one.value,
+            *next_one.definitions,
+        ],
+        uses=("one indicator: h_i <= 1[r_i <= R] in the ball",),
+        counter="m",
+    )
+
+    # 4. harm <= count/n
+    conclusion_ceiling = next(a for a in thm.conclusion.args if t11.harm in a.free_symbols)
+    n, count, harm = var(t11.n), var(t11.count), var(t11.harm)
+    S_n = z3.Real("S_n")  # theory's sum of indicators over the n examples
+    ceiling_facts: list[Fact] = [
+        *parameter_facts(thm, only=["n_at_least_one"]),
+        labelled(premise(t11.INDICATOR_AVERAGE.name, harm * n == S_n), t11.INDICATOR_AVERAGE.name),
+        premise("ceiling as a sum of indicators", S_n <= count),
+    ]
+    harm_ceiling = z3_obligation(
+        "harm <= count/n (theory's conclusion, ceiling)",
+        sp.sstr(conclusion_ceiling),
+        formula(conclusion_ceiling),
+        ceiling_facts,
+        uses=("ceiling as a sum of indicators",),
+    )
+
+    # 5. margin lemma
+    lipschitz_fact = assumption_fact(thm, t11.MARGINS_LIPSCHITZ.name)
+    margin_as_radius = t11.RADIUS_IS_LOWER_BOUND.statement.xreplace({t11.r_i: t11.MARGIN_RADIUS})
+    L_k = var(t11.L_k)
+    margin_facts: list[Fact] = [lipschitz_fact, indicator_value, dist >= 0, L_k > 0]
+    margin_lemma = z3_obligation(
+        "margin lemma: max(0, -m)/L is a harm radius",
+        sp.sstr(margin_as_radius),
+        formula(margin_as_radius),
+        margin_facts,
+        uses=(t11.MARGINS_LIPSCHITZ.name,),
+    )
+    halved = mutate(margin_as_radius, {t11.L_k: t11.L_k / 2})
+    halved_control = z3_obligation(
+        "margin lemma with L/2 in place of L",
+        sp.sstr(halved),
+        formula(halved),
+        margin_facts,
+        kind="control",
+    )
+    frozen_margin = z3_obligation(
+        "margin lemma at L = 0: a margin <= 0 never becomes positive",
+        "L = 0 and m <= 0 => h_i = 0",
+        z3.Implies(z3.And(L_k == 0, var(t11.m_k) <= 0), h_i == 0),
+        [lipschitz_fact, indicator_value, dist >= 0],
+        uses=(t11.MARGINS_LIPSCHITZ.name,),
+    )
+
+    # 6. certified steps, in two steps: the integer part with φn read as one real p, then
+    #    the ceiling divided by n
+    phi_n = sp.Symbol("phi_n", real=True)
+    p = var(phi_n)
+    whole = z3.ToReal(z3.Int("count_integer"))  # count(R) counts examples: an integer
+    integer_condition = formula(
+        t11.STEPS_CONDITION.xreplace({t11.phi * t11.n: phi_n}), {"count": whole}
+    )
+    below_phi_n = z3_obligation(
+        "certified steps: count < ceil(phi n) => count < phi n",
+        f"{sp.sstr(t11.STEPS_CONDITION)} => count < phi n (count an integer)",
+        z3.Implies(z3.And(integer_condition.value, *integer_condition.definitions), whole < p),
+        [],
+    )
+    loose = formula(
+        sp.Le(*t11.STEPS_CONDITION.args).xreplace({t11.phi * t11.n: phi_n}), {"count": whole}
+    )
+    loose_control = z3_obligation(
+        "certified steps with count <= ceil(phi n)",
+        "count <= ceil(phi n) => count < phi n (count an integer)",
+        z3.Implies(z3.And(loose.value, *loose.definitions), whole < p),
+        [],
+        kind="control",
+    )
+    bound = term(thm.bound)
+    steps = z3_obligation(
+        "certified steps: harm <= count/n < phi",
+        "harm <= count/n and count < phi n => harm < phi",
+        harm < var(t11.phi),
+        [
+            *parameter_facts(thm, only=["n_at_least_one", "phi_in_unit_interval"]),
+            premise("harm <= count/n (theory's conclusion, ceiling)", harm <= bound.value),
+            *bound.definitions,
+            premise("certified steps: count < ceil(phi n) => count < phi n", count < p),
+            p == var(t11.phi) * n,
+        ],
+        uses=(
+            "harm <= count/n (theory's conclusion, ceiling)",
+            "certified steps: count < ceil(phi n) => count < phi n",
+        ),
+    )
+    return Proof(
+        thm,
+        (
+            per_example,
+            one_indicator,
+            *ceiling.obligations(),
+            harm_ceiling,
+            margin_lemma,
+            frozen_margin,
+            below_phi_n,
+            steps,
+            turned_control,
+            strict_control,
+            doubled_control,
+            halved_control,
+            loose_control,
+        ),
+        summary="r_i as a lower bound per example, induction over examples, Lipschitz margins",
+        defining=(
+            ("one example outside its radius is not harmful", t11.RADIUS_IS_LOWER_BOUND.name),
+            ("margin lemma: max(0, -m)/L is a harm radius", t11.MARGINS_LIPSCHITZ.name),
+        ),
+    )

@@ -1,0 +1,124 @@
+"""``hfta certify`` through the real entry point (``empirical.cli.main``), in process.
+
+Exit 0 certified, 1 not certified, 2 bad input: one line on stderr, no traceback, and no
+compute (the certificate function is replaced by one that fails the test if reached).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from empirical.attack import _embedded_benchmark
+from empirical.cli import main
+from empirical.data import save_examples
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twenty held-out harmful prompts of the embedded benchmark, as JSONL."""
+    benchmark = _embedded_benchmark(0)
+    path = tmp_path_factory.mktemp("data") / "evaluation.jsonl"
+    save_examples([e for e in benchmark.evaluation if e.category in ("next", "flip")][::10], path)
+    return path
+
+
+def _hfta(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["hfta", *args])
+    try:
+        main()
+    except SystemExit as exited:
+        return 0 if exited.code is None else int(exited.code)
+    return 0
+
+
+def test_a_wide_class_is_refused_with_exit_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], small_data: Path
+) -> None:
+    capsys.readouterr()
+    code = _hfta(
+        monkeypatch, "certify", "--data", str(small_data), "--lr-max", "0.01", "--budget", "200"
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "T11 harm_radius: not certified" in out and "R_T = 2" in out
+    assert "head-only attacker" in out  # the assumptions are printed
+
+
+def test_a_small_class_is_certified_with_exit_zero_and_json(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], small_data: Path
+) -> None:
+    capsys.readouterr()
+    code = _hfta(
+        monkeypatch,
+        "certify",
+        "--data",
+        str(small_data),
+        "--lr-max",
+        "1e-3",
+        "--schedule",
+        "cosine",
+        "--warmup",
+        "0.1",
+        "--json",
+    )
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert payload["status"] == "certified" and payload["certified_steps"] is None
+    assert payload["examples"] == 20 and payload["harm_ceiling"] == 0.0
+    assert payload["attacker_class"]["schedule"] == "cosine"
+    assert 0.0 < payload["reachable_radius"] < 0.1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--phi", "2"], "--phi must lie in (0, 1]"),
+        (["--confidence", "1"], "--confidence must lie in (0, 1)"),
+        (["--optimizer", "rmsprop"], "--optimizer must be sgd, adam or adamw"),
+        (["--schedule", "step"], "--schedule must be"),
+        (["--clip", "0"], "clipping norm"),
+        (["--budget", "0"], "budget_steps"),
+        (["--lr-max", "-1"], "max_learning_rate"),
+        (["--model", "MISSING"], "--model"),
+        (["--data", "MISSING"], "MISSING"),
+    ],
+)
+def test_bad_input_is_one_line_exit_two_before_any_compute(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    arguments: list[str],
+    message: str,
+) -> None:
+    import empirical.certify.harm_radius as module
+
+    def reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError("certify_class ran on bad input")
+
+    monkeypatch.setattr(module, "certify_class", reached)
+    replaced = [str(tmp_path / "no-such-thing") if a == "MISSING" else a for a in arguments]
+    message = str(tmp_path / "no-such-thing") if message == "MISSING" else message
+    capsys.readouterr()
+    code = _hfta(monkeypatch, "certify", *replaced)
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("hfta: error:") and message in lines[0]
+    assert "Traceback" not in captured.err + captured.out
