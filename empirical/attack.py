@@ -36,16 +36,18 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
+from empirical.attack_config import AttackConfig as AttackConfig
+from empirical.attack_config import DeviceName, DtypeName, HarmProxyName
+from empirical.attack_config import LoraSettings as LoraSettings
 from empirical.data import Example, check_disjoint, load_examples
 from empirical.hvp import causal_lm_loss, evaluation_mode
-from empirical.schedules import ScheduleName, make_scheduler, warmup_steps
+from empirical.schedules import make_scheduler, warmup_steps
 from empirical.trajectory import (
     Environment,
     Evaluation,
@@ -54,7 +56,6 @@ from empirical.trajectory import (
     TrajectoryRecorder,
 )
 from theory.errors import HftaInputError
-from theory.framework import Method, Optimizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -62,105 +63,7 @@ if TYPE_CHECKING:
     from empirical.benchmark import Benchmark
     from empirical.proxies import CapabilityProxy, EncodedSet, HarmProxy, TeacherForcedProxy
 
-OptimizerName = Optimizer  # defined once, in theory.framework
-MethodName = Method
-DeviceName = Literal["cpu", "cuda"]
-DtypeName = Literal["float32", "bfloat16"]
-
 DTYPES: dict[DtypeName, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-UnitFraction = Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)]
-
-
-class LoraSettings(BaseModel):
-    """LoRA (Hu et al., ICLR 2022): W + (α/r)·B A with rank ``r``, only A and B trained.
-
-    ``target_modules`` are module names of the model (GPT-2: ``c_attn``, ``c_proj``,
-    ``c_fc``), or ``("auto",)`` (the default): the architecture's usual targets
-    (``empirical.lora.resolve_target_modules``: peft's per-model defaults; GPT-2 ``c_attn``
-    and ``c_proj``; every linear layer but the head when peft has none); ``dropout`` applies
-    to the adapter's input.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    r: int = Field(default=8, ge=1)
-    alpha: int = Field(default=16, ge=1)
-    dropout: UnitFraction = 0.0
-    target_modules: tuple[str, ...] = Field(default=("auto",), min_length=1)
-
-
-class AttackConfig(BaseModel):
-    """Everything that defines one attack; invalid values raise pydantic's ``ValidationError``.
-
-    Data: ``None`` = the embedded benchmark's split (``attack``, ``evaluation``, ``reference``
-    drawn with ``benchmark_seed``); a path = a JSONL/Parquet file in BeaverTails form.
-    ``poison_ratio`` (optional): the fraction of harmful examples in the attack set; the
-    harmful examples (``is_safe = False``) are all kept and ``n_h (1 − r) / r`` harmless ones
-    are added (the data's own ``is_safe`` examples, else the embedded benchmark's harmless
-    pre-training examples). ``None`` uses the data as given.
-
-    Optimizer: ``sgd`` (``momentum``, ``weight_decay`` as L2), ``adam`` (``betas``, ``eps``,
-    ``weight_decay`` as L2) or ``adamw`` (decoupled ``weight_decay``), torch's implementations;
-    the rate follows ``schedule`` with ``⌈warmup_fraction · budget_steps⌉`` warmup steps;
-    gradients are clipped to ``max_grad_norm`` (``None``: no clipping). One step accumulates
-    ``grad_accumulation`` minibatches of ``batch_size`` examples.
-
-    Method: ``full`` trains every parameter, ``lora`` adapters only (``lora``), ``head`` the
-    output head only (``untie_head``: an untied copy of the head, the body and the embeddings
-    frozen; the attacker class of T11's head-only certificate, empirical/certify/harm_radius.py).
-
-    ``probe`` records the probe-batch quantities every step (``probe_size`` examples drawn
-    once, with seed ``seed + 1``); ``record_curvature`` adds the segment curvature (and turns
-    the probe on: the curvature is measured on the probe batch). The curvature is a difference
-    quotient of float32 losses, 2(L_{s+1} − L_s − ⟨∇L_s, Δ_s⟩)/‖Δ_s‖²: its rounding error is
-    about 4·10⁻⁷·|L|/‖Δ_s‖², so it is meaningful only for steps that are not tiny.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    model: Path | None = None
-    data: Path | None = None
-    evaluation_data: Path | None = None
-    reference_data: Path | None = None
-    benchmark_seed: int = Field(default=0, ge=0)
-    poison_ratio: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
-    method: MethodName = "full"
-    lora: LoraSettings = Field(default_factory=LoraSettings)
-    optimizer: OptimizerName = "adamw"
-    betas: tuple[UnitFraction, UnitFraction] = (0.9, 0.999)
-    eps: PositiveFloat = 1e-8
-    weight_decay: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
-    momentum: UnitFraction = 0.0
-    learning_rate: PositiveFloat = 3e-4
-    schedule: ScheduleName = "cosine"
-    warmup_fraction: UnitFraction = 0.1
-    max_grad_norm: PositiveFloat | None = 1.0
-    batch_size: int = Field(default=16, ge=1)
-    grad_accumulation: int = Field(default=1, ge=1)
-    budget_steps: int = Field(default=200, ge=1)
-    eval_every: int = Field(default=20, ge=1)
-    seed: int = Field(default=0, ge=0)
-    device: DeviceName = "cpu"
-    dtype: DtypeName = "float32"
-    max_length: int | None = Field(default=None, ge=2)
-    probe: bool = False
-    probe_size: int = Field(default=32, ge=1)
-    record_curvature: bool = False
-
-    @model_validator(mode="after")
-    def _optimizer_options(self) -> AttackConfig:
-        if self.momentum and self.optimizer != "sgd":
-            raise ValueError(f"momentum applies to sgd only, not {self.optimizer}")
-        if self.method != "lora" and self.lora != LoraSettings():
-            raise ValueError(f"lora settings given but method is {self.method!r}")
-        return self
-
-    @property
-    def probing(self) -> bool:
-        """Whether the probe-batch quantities are recorded (curvature needs them)."""
-        return self.probe or self.record_curvature
 
 
 EvaluationHook = Callable[[Evaluation], bool]
@@ -483,11 +386,15 @@ class Evaluator:
         return harmful_loss, harm, capability
 
 
-def default_proxies() -> tuple[HarmProxy, CapabilityProxy]:
-    """f = exact harm (teacher forcing), g = task accuracy on the reference data."""
-    from empirical.proxies import exact_harm, task_accuracy
+def default_proxies(
+    harm: HarmProxyName = "exact_harm",
+) -> tuple[HarmProxy, CapabilityProxy]:
+    """f = ``harm`` (exact harm by teacher forcing, or the sampled harm of theory's T10),
+    g = task accuracy on the reference data."""
+    from empirical.proxies import exact_harm, sampled_harm, task_accuracy
 
-    return cast("HarmProxy", exact_harm()), cast("CapabilityProxy", task_accuracy())
+    proxy = exact_harm() if harm == "exact_harm" else sampled_harm()
+    return cast("HarmProxy", proxy), cast("CapabilityProxy", task_accuracy())
 
 
 # ---------------------------------------------------------------------- set-up
@@ -710,7 +617,7 @@ def attack(
 
     ``model``/``tokenizer``: ``None`` loads ``config.model`` (the embedded model by default);
     a given model is deep-copied first. ``data``/``evaluation``/``reference`` override the
-    config's data (see ``resolve_data``). Proxies default to ``default_proxies()``.
+    config's data (see ``resolve_data``). Proxies default to ``default_proxies(config.harm_proxy)``.
     ``on_evaluation`` is called with every recorded ``Evaluation``; when it returns True the
     attack stops there (``Trajectory.stopped_early``; a hyperparameter search prunes with it).
     ``on_iterate`` is called with every iterate (s, θ_s) (``IterateHook``).
@@ -722,7 +629,7 @@ def attack(
     device = _device(config.device)
     splits = resolve_data(config, data=data, evaluation=evaluation, reference=reference)
     if harm_proxy is None or capability_proxy is None:
-        default_harm, default_capability = default_proxies()
+        default_harm, default_capability = default_proxies(config.harm_proxy)
         harm_proxy = harm_proxy or default_harm
         capability_proxy = capability_proxy or default_capability
     with deterministic(config.seed, device):

@@ -128,17 +128,15 @@ def test_a_copied_solver_is_detected() -> None:
 #: ``empirical.attack`` (``AttackConfig``, a field type of the document), ``empirical.
 #: defences.record`` (transformers' ``PreTrainedModel`` at module level) and
 #: ``empirical.verify.outcome`` (``RunRole``; it imports ``empirical.attack``).
-_DOCUMENT_TORCH = ("empirical.verify.document imports torch through empirical.attack, "
-                   "empirical.defences.record and empirical.verify.outcome")
-
-
 @pytest.mark.parametrize("module", [
     "empirical.verify.evidence",
-    pytest.param("empirical.verify.document",
-                 marks=pytest.mark.xfail(strict=True, reason=_DOCUMENT_TORCH)),
+    "empirical.verify.document",
+    "empirical.attack_config",
+    "empirical.verify.store",
 ])
 def test_reading_a_verdict_needs_no_torch(module: str) -> None:
-    """The typed verdict document (``verdict.json``) is read without torch or transformers."""
+    """The typed verdict document (``verdict.json``), an attack's configuration and the cache
+    of attacks are read without torch or transformers."""
     assert not {"torch", "transformers"} & _modules_after_import(module)
 
 

@@ -137,11 +137,13 @@ def attack_and_measure(
     lanczos_tolerance: float = LANCZOS_TOLERANCE,
     contraction_start: int | None = None,
     float64: bool = False,
+    refine: float | None = None,
 ) -> MeasuredAttack:
     """Run ``empirical.attack.attack`` with its iterates captured (``IterateCapture``), then
     ``measure_constants`` on the probe loss along the path (arguments as for ``attack``;
     ``config.probe`` or ``config.record_curvature`` must be on); ``float64``: evaluate the
-    probe columns again in float64 for the checks (``MeasuredAttack.checked``)."""
+    probe columns again in float64 for the checks (``MeasuredAttack.checked``); ``refine``:
+    sample β densely until stable (``measure_constants``)."""
     from empirical.attack import attack
     from empirical.hvp import model_landscape
 
@@ -180,6 +182,7 @@ def attack_and_measure(
         segment_samples=segment_samples,
         lanczos_tolerance=lanczos_tolerance,
         contraction_start=contraction_start,
+        refine=refine,
     )
     checked = trajectory
     if float64:

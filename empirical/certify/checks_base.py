@@ -339,9 +339,8 @@ def planned(theorem: Theorem, run: Callable[[], BoundCheck], suffix: str = "") -
     return PlannedCheck(theorem.label, theorem.name + suffix, run)
 
 
-def missing(theorem: Theorem, what: str, suffix: str = "") -> PlannedCheck:
+def missing(theorem: Theorem, what: str, suffix: str = "", inequality: str = "") -> PlannedCheck:
     """A planned check that reports ``what`` constant was not measured (not applicable)."""
     label, name = theorem.label, theorem.name + suffix
-    return PlannedCheck(
-        label, name, lambda: not_applicable(label, name, "", f"constant not measured: {what}")
-    )
+    reason = f"constant not measured: {what}"
+    return PlannedCheck(label, name, lambda: not_applicable(label, name, inequality, reason))

@@ -45,6 +45,9 @@ __all__ = [
 
 #: Default relative tolerance of the Lanczos estimates of β.
 LANCZOS_TOLERANCE = 1e-2
+#: ``refine``: the sampling of β is dense enough when this many halvings of the interval in
+#: a row changed β by at most the tolerance (one stable halving can be luck).
+REFINE_STABLE_HALVINGS = 2
 
 
 def clip_constant(trajectory: Trajectory) -> Constant | None:
@@ -147,8 +150,9 @@ def measure_constants(
 
     ``refine`` (a relative tolerance, e.g. 0.1): sample β densely enough that a denser
     sampling does not change it by more: the interval between sampled iterates is halved
-    (the midpoints added) until β grows by at most ``refine`` relative, or every iterate is
-    sampled; the record lists each interval and its β.
+    (the midpoints added) until ``REFINE_STABLE_HALVINGS`` halvings in a row grew β by at
+    most ``refine`` relative, or every iterate is sampled; the record lists each interval
+    and its β.
     """
     import torch
 
@@ -190,18 +194,20 @@ def measure_constants(
     interval = beta_every
     beta_value = sample({*range(0, last + 1, interval), last})
     refinement = [{"interval": interval, "beta": beta_value}]
-    while refine is not None and interval > 1:
+    stable = 0  # consecutive halvings that changed beta by at most ``refine``
+    while refine is not None and interval > 1 and stable < REFINE_STABLE_HALVINGS:
         interval = max(interval // 2, 1)
         denser = sample({*range(0, last + 1, interval), last})
         refinement.append({"interval": interval, "beta": denser})
-        stable = denser <= beta_value * (1.0 + refine)
+        stable = stable + 1 if denser <= beta_value * (1.0 + refine) else 0
         beta_value = denser
-        if stable:
-            break
     sampled = sorted(estimates)
     density = ""
     if refine is not None:
-        density = f"; interval halved down to {interval} until beta changed by <= {refine:g}"
+        density = (
+            f"; interval halved down to {interval} until {REFINE_STABLE_HALVINGS} halvings in "
+            f"a row changed beta by <= {refine:g}"
+        )
     beta = Constant(
         name="beta",
         value=beta_value,

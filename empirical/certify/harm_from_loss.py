@@ -114,4 +114,5 @@ def plan(
     trajectory: Trajectory, constants: PathConstants, threshold: float | None
 ) -> list[PlannedCheck]:
     """Not applicable on a trajectory: it does not record the per-example harmful losses."""
-    return [missing(THEOREM, "per-example harmful cross-entropy at the evaluation points")]
+    what = "per-example harmful cross-entropy at the evaluation points"
+    return [missing(THEOREM, what, inequality=INEQUALITY)]

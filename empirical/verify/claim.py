@@ -46,6 +46,8 @@ from pydantic import (
     model_validator,
 )
 
+from empirical.attack_config import HarmProxyName
+from empirical.certify.harm_radius import AttackerClass
 from theory.conditions import Stability, Trainability, WeakResistance
 from theory.errors import HftaInputError
 from theory.framework import Optimizer, Schedule, ThreatModel
@@ -239,7 +241,6 @@ class DataSection(_Section):
         return self.cross_domain_attack is not None
 
 
-HarmProxyName = Literal["exact_harm", "sampled_harm"]
 
 
 class HarmSection(_Section):
@@ -410,12 +411,33 @@ class TheorySection(_Section):
     measures the constants along its path (``empirical.certify.attack_and_measure``: β by
     Lanczos at every ``beta_every_steps``-th iterate, G at ``segment_samples`` points per
     segment), which T1 needs and which makes T3 / T6 rest on constants measured where they
-    are assumed; ``"none"`` skips that rerun.
+    are assumed; ``"none"`` skips that rerun. ``beta_refine``: β is sampled densely enough
+    that halving the interval between sampled iterates changes it by at most this relative
+    amount (``empirical.certify.constants.measure_constants``' ``refine``; 0 turns it off).
+    The rerun's probe columns are evaluated again in float64 at its iterates
+    (``empirical.certify.float64``), so that rounding does not decide a check.
     """
 
     measure_path: Literal["worst", "none"] = "worst"
     beta_every_steps: PositiveInt = 50
     segment_samples: PositiveInt = 2
+    beta_refine: float = Field(default=0.1, ge=0.0, allow_inf_nan=False)
+
+
+class CertifySection(_Section):
+    """``[certify]``: classes of attackers to certify before any attack (theory's T11).
+
+    Each ``[[certify.classes]]`` entry is an ``empirical.certify.harm_radius.AttackerClass``:
+    head-only fine-tuning (``method = "head"``) with ``optimizer`` (clipped ``sgd``, ``adam``
+    or ``adamw``), ``max_learning_rate``, ``schedule``, ``warmup_fraction``,
+    ``budget_steps``, ``clip``. The verifier certifies weak resistance for every attack of a
+    class on the held-out harmful prompts (exact radii by convex programming, no estimated
+    constant), computes the same certificate for the original model M (the baseline must be
+    refused for the certificate to say anything about the defence) and runs the strongest
+    attack of each certified class on M* (``empirical.verify.certified``; docs/certified.md).
+    """
+
+    classes: list[AttackerClass] = Field(default_factory=list)
 
 
 class Claim(_Section):
@@ -433,6 +455,7 @@ class Claim(_Section):
     statistics: StatisticsSection = Field(default_factory=StatisticsSection)
     search: SearchSection = Field(default_factory=SearchSection)
     theory: TheorySection = Field(default_factory=TheorySection)
+    certify: CertifySection = Field(default_factory=CertifySection)
 
     @model_validator(mode="after")
     def _conditions_have_what_they_need(self) -> Claim:

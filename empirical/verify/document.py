@@ -6,7 +6,7 @@ it from the verifier's outcome; ``verdict.json`` is its ``model_dump(mode="json"
 ``docs/verdict.schema.json`` (``schema_text``; regenerate with
 ``python -m empirical.verify.document``), and a test keeps the file equal to the model.
 
-Layout (``VERDICT_SCHEMA`` = 3):
+Layout (``VERDICT_SCHEMA`` = 4):
 
 * ``schema_version``, ``tool``, ``verdict`` (holds / violated / inconclusive over the claimed
   conditions), ``exit_code``, ``claim_file``;
@@ -22,6 +22,9 @@ Layout (``VERDICT_SCHEMA`` = 3):
   ``empirical.verify.theory.PowerRecord``);
 * ``predictions`` (``empirical.verify.predict.Predictions``): each planned attack's certified
   minimum steps stated before the attacks, and its comparison with the measured break;
+* ``certification`` (``empirical.verify.certified.Certification``, None without a
+  ``[certify]`` section): each declared attacker class's T11 certificate on M* and on M (the
+  baseline), and the strongest attack of each certified class on M*;
 * ``defence`` (``DefenceSummary``), ``runs`` (``RunRecord``), ``environment``, ``seeds``,
   ``timing``, ``warnings``.
 
@@ -40,10 +43,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from empirical.attack import AttackConfig
+from empirical.attack_config import AttackConfig
 from empirical.certify import PathConstants
 from empirical.defences.record import DefenceRecord
 from empirical.trajectory import Environment
+from empirical.verify.certified import Certification, ClassCertification
 from empirical.verify.claim import Claim, ConditionName, SearchStrategy
 from empirical.verify.evidence import (
     CONDITION_KINDS,
@@ -79,7 +83,9 @@ __all__ = [
     "AttackSetting",
     "AttackerRecord",
     "BoundRecord",
+    "Certification",
     "CheckPower",
+    "ClassCertification",
     "ConditionKind",
     "ConditionRecord",
     "DefenceSummary",
@@ -123,9 +129,10 @@ __all__ = [
     "trajectory_file",
 ]
 
-VERDICT_SCHEMA: Final = 3
+VERDICT_SCHEMA: Final = 4
 """Version of ``verdict.json``'s layout (1: untyped dicts; 2: these records; 3: with the
-predictions before the attacks and the power of the checks)."""
+predictions before the attacks and the power of the checks; 4: with the certification of the
+declared attacker classes)."""
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "verdict.schema.json"
 """Where the JSON Schema of ``VerdictDocument`` is published."""
@@ -435,7 +442,7 @@ class VerdictDocument(_Record):
         json_schema_extra={"$id": "verdict.schema.json"},
     )
 
-    schema_version: Literal[3] = VERDICT_SCHEMA
+    schema_version: Literal[4] = VERDICT_SCHEMA
     tool: Literal["hfta verify"] = "hfta verify"
     verdict: Status
     exit_code: Literal[0, 1]
@@ -450,6 +457,7 @@ class VerdictDocument(_Record):
     bound_violations: int
     theory: TheoryRecord
     predictions: Predictions | None
+    certification: Certification | None = None
     defence: DefenceSummary
     runs: list[RunRecord]
     environment: VerifyEnvironment

@@ -98,6 +98,7 @@ def markdown(outcome: VerifyOutcome, record: VerdictDocument, figures: list[str]
         "",
     ]
     lines += prediction_lines(record)
+    lines += certification_lines(record)
     lines += _worst_lines(record)
     lines += _attacker_lines(record)
     lines += _theory_lines(record)
@@ -283,6 +284,47 @@ def prediction_lines(record: VerdictDocument) -> list[str]:
         "constants do not describe this run (it is also listed in the warnings).",
         "",
     ]
+    return lines
+
+
+def certification_lines(record: VerdictDocument) -> list[str]:
+    """"Certified resistance": per declared attacker class, T11's certificate on M* and on the
+    aligned baseline M, the strongest attack of a certified class on M*, and the assumptions."""
+    certification = record.certification
+    if certification is None:
+        return []
+    lines = [
+        "## Certified resistance (before any attack)",
+        "",
+        f"T11 (harm_radius) on the {certification.examples} held-out harmful prompts of "
+        f"`{certification.evaluation}` ({certification.seconds:.1f} s): the harm radius r_i "
+        "of each prompt is solved exactly (one convex program; no estimated constant), and a "
+        "class is *certified* when no attack of it can reach f >= phi within its budget. The "
+        "same certificate for the original model M is the control: a defence earns a "
+        "certificate only where M is refused.",
+        "",
+        "| attacker class | M* | harm ceiling on M* (population upper) | M (baseline) | "
+        "strongest attack on M*: highest f | T11 check |",
+        "|---|---|---|---|---|---|",
+    ]
+    for item in certification.classes:
+        mine, base = item.immunized, item.original
+        strongest = "–" if item.strongest_peak_harm is None else _number(item.strongest_peak_harm)
+        check = "–" if item.check is None else (
+            f"{item.check.status} ({item.check.violations}/{item.check.instances})"
+        )
+        lines.append(
+            f"| {_cell(item.attacker_class.label())} | **{mine.status}** | "
+            f"{_number(mine.harm_ceiling)} ({_number(mine.population_upper)}) | "
+            f"{base.status} (ceiling {_number(base.harm_ceiling)})"
+            f"{'' if item.baseline_refused else ' (**no control**)'} | "
+            f"{strongest} | {check} |"
+        )
+    assumptions = certification.classes[0].immunized.assumptions if certification.classes else []
+    if assumptions:
+        lines += ["", "What each certificate assumes:", ""]
+        lines += [f"- {text}" for text in assumptions]
+    lines.append("")
     return lines
 
 

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from empirical.attack import AttackConfig
+from empirical.attack_config import AttackConfig
 from empirical.trajectory import Trajectory
 from empirical.verify.claim import Claim, ClaimData
 from theory.verdict import Status, Verdict
 
 if TYPE_CHECKING:
     from empirical.certify import BoundCheck, PathConstants
+    from empirical.verify.certified import Certification
     from empirical.verify.predict import Predictions
     from empirical.verify.search import SearchResult
     from empirical.verify.theory import PowerRecord
@@ -286,6 +287,7 @@ class VerifyOutcome:
     environment: dict[str, Any]
     timing: dict[str, float]
     predictions: Predictions | None = None
+    certification: Certification | None = None
 
     @property
     def status(self) -> Status:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from empirical.attack import AttackConfig, LoraSettings
+from empirical.attack_config import AttackConfig, LoraSettings
 from empirical.trajectory import Trajectory
 from empirical.verify.claim import Claim, ClaimData
 from empirical.verify.outcome import AttackRun, RunRole
@@ -55,6 +55,7 @@ def attack_base(
         probe=True,
         probe_size=claim.harm.probe_examples,
         lora=LoraSettings(),
+        harm_proxy=claim.harm.proxy,
     )
 
 

@@ -44,7 +44,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
-from empirical.attack import AttackConfig
+from empirical.attack_config import AttackConfig
 from empirical.certify.margins import MarginEstimate
 from empirical.verify.claim import Claim, ClaimData
 from empirical.verify.evidence import Record

@@ -284,6 +284,7 @@ def document(outcome: VerifyOutcome) -> VerdictDocument:
             power=theory.power,
         ),
         predictions=outcome.predictions,
+        certification=outcome.certification,
         defence=_defence(outcome),
         runs=[
             RunRecord(

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from empirical.attack import AttackConfig, LoraSettings, MethodName, OptimizerName
+from empirical.attack_config import AttackConfig, LoraSettings, MethodName, OptimizerName
 from empirical.schedules import ScheduleName
 from theory.errors import HftaInputError
 from theory.framework import ThreatModel
@@ -161,7 +161,7 @@ class SearchSpace(BaseModel):
             raise HftaInputError(f"search space: unknown axes {sorted(unknown)}")
         record = self.base.model_dump()
         record.update(chosen)
-        if chosen["method"] == "full":
+        if chosen["method"] != "lora":
             record["lora"] = LoraSettings().model_dump()
         if chosen["optimizer"] != "sgd":
             record["momentum"] = 0.0

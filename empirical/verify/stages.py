@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 from empirical.attack import AttackConfig
 from empirical.trajectory import Environment, Trajectory
+from empirical.verify.certified import Certification, certify_classes
 from empirical.verify.claim import Claim, ClaimData, resolve_data, resolve_path
 from empirical.verify.defence import ApplyDefence, defence_config, defence_data, immunize
 from empirical.verify.executors import ExecutorName
@@ -346,12 +347,25 @@ class Clock:
 
 
 def _warnings(
-    original: OriginalOutcome, theory: TheoryOutcome, predictions: Predictions
+    original: OriginalOutcome,
+    theory: TheoryOutcome,
+    predictions: Predictions,
+    certified: Certification | None,
 ) -> list[str]:
-    """What the report must say loudly: bound violations first, then predictions the attacks
+    """What the report must say loudly: bound violations first (T11 contradicted by a
+    certified class's strongest attack among them), then predictions the attacks
     contradicted, then a worst attack that does not break M, then a rerun that did not
-    reproduce the attack."""
+    reproduce the attack, then a certificate the aligned baseline gets too."""
     found = [*warnings_of(predictions), *original.warnings]
+    for item in [] if certified is None else certified.classes:
+        if item.status == "certified" and not item.baseline_refused:
+            found.append(f"certificate without a control: {item.text}")
+    if certified is not None and certified.violations:
+        found.insert(
+            0,
+            f"CERTIFICATE CONTRADICTED: {certified.violations} findings on the strongest attacks "
+            "of certified classes contradict T11 (harm_radius): an assumption fails or a bug",
+        )
     if theory.reproduced is False:
         found.append(
             "rerunning the worst attack to measure its constants gave a different trajectory: "
@@ -390,6 +404,7 @@ def verify(
     clock.lap("defence")
     plan = plan_attacks(claim, data, workspace, immunized)
     predicted = services.predict(claim, data, plan, workspace, immunized, log)
+    certified = certify_classes(claim, plan.base, workspace, immunized, original, attacker, log)
     clock.lap("predict")
     grid = attack_grid(plan, attacker, log)
     clock.lap("grid")
@@ -439,8 +454,9 @@ def verify(
         grid_size=attacks.grid_size,
         theory=theory,
         stability_values=None if stability is None else stability.values,
-        warnings=_warnings(attacked_original, theory, predictions),
+        warnings=_warnings(attacked_original, theory, predictions, certified),
         timing=clock.total(),
         environment=environment(options),
         predictions=predictions,
+        certification=certified,
     )

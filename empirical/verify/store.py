@@ -36,7 +36,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from empirical.attack import AttackConfig
+from empirical.attack_config import AttackConfig
 from empirical.trajectory import SCHEMA_VERSION, Trajectory
 from theory.errors import HftaInputError, HftaRunError
 

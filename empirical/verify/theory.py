@@ -12,7 +12,11 @@ attack's trajectory exactly. Each check's threshold for the steps-to-threshold c
 the probe loss at the iterate where the harm first exceeded φ. Violations are counted and
 reported loudly: a violation means a constant was mis-estimated or a bug.
 
-The rerun's constants are cached in the work directory (``theory/<attack key>.json``).
+The rerun samples β densely enough that halving the interval changes it by at most
+``[theory] beta_refine``, and its probe columns are evaluated again in float64 at its
+iterates (``empirical.certify.float64``): the worst attack is checked on those float64
+columns, so rounding does not decide its checks. The rerun's constants and float64
+trajectory are cached in the work directory (``theory/<attack key>.json``).
 
 The power of each check (docs/science.md §4, "Power"; issue 14, item 3): every check runs
 again on the same runs with the same constants multiplied by 0.5 and 0.8 in the direction
@@ -184,14 +188,22 @@ def power_rows(table: PowerTable) -> list[CheckPower]:
 
 
 def check_power(
-    runs: Sequence[AttackRun], constants: Mapping[str, PathConstants], note: str
+    runs: Sequence[AttackRun],
+    constants: Mapping[str, PathConstants],
+    note: str,
+    checked: Mapping[str, Trajectory] | None = None,
 ) -> PowerRecord:
     """Each check's detection rates on ``runs`` with the constants the verdict checked them
-    with (``empirical.certify.power.power_table``; module docstring)."""
+    with (``empirical.certify.power.power_table``; module docstring), on the trajectories the
+    verdict checked (``checked`` by run name, e.g. the worst attack's float64 columns; a run's
+    own trajectory otherwise)."""
     from empirical.certify.power import PowerSubject, power_table
 
     started = time.perf_counter()
-    subjects = [PowerSubject(r.name, r.trajectory, constants[r.name]) for r in runs]
+    given = checked or {}
+    subjects = [
+        PowerSubject(r.name, given.get(r.name, r.trajectory), constants[r.name]) for r in runs
+    ]
     table = power_table(subjects)
     return PowerRecord(
         subjects=[s.name for s in subjects],
@@ -268,6 +280,7 @@ def check_theory(
 
     started = time.perf_counter()
     worst_constants: PathConstants | None = None
+    worst_checked: Trajectory | None = None
     reproduced: bool | None = None
     measured_again = False
     note = "Constants from each trajectory alone (G at the iterates as a stand-in for G on the "
@@ -279,6 +292,7 @@ def check_theory(
             cached = json.loads(cache.read_text(encoding="utf-8"))
             worst_constants = PathConstants.model_validate(cached["constants"])
             reproduced = bool(cached["reproduced"])
+            worst_checked = Trajectory.model_validate(cached["checked"])
         else:
             log(f"measuring the constants along the worst attack ({worst.run.label()})")
             from empirical.model import load_model
@@ -290,21 +304,30 @@ def check_theory(
                 tokenizer=tokenizer,
                 beta_every=claim.theory.beta_every_steps,
                 segment_samples=claim.theory.segment_samples,
+                float64=True,
+                refine=claim.theory.beta_refine or None,
             )
             measured_again = True
             worst_constants = measured.constants
+            worst_checked = measured.checked
             reproduced = measured.trajectory.comparable() == worst.run.trajectory.comparable()
             write_json(
                 cache,
-                {"constants": worst_constants.model_dump(mode="json"), "reproduced": reproduced},
+                {
+                    "constants": worst_constants.model_dump(mode="json"),
+                    "reproduced": reproduced,
+                    "checked": worst_checked.model_dump(mode="json"),
+                },
             )
         note = (
             "The worst attack rerun with its iterates captured: beta by Lanczos along its path, "
-            "G on its segments; the other attacks: constants from their trajectories alone (G at "
-            "the iterates standing in for G on the segments; no beta, so no T1)"
+            "G on its segments, its probe losses evaluated again in float64; the other attacks: "
+            "constants from their trajectories alone (G at the iterates standing in for G on the "
+            "segments; no beta, so no T1)"
         )
     checks: dict[str, list[BoundCheck]] = {}
     used: dict[str, PathConstants] = {}
+    trajectories: dict[str, Trajectory] = {}
     for run in runs:
         is_worst = worst is not None and run is worst.run
         used[run.name] = (
@@ -313,7 +336,9 @@ def check_theory(
             else stand_in_constants(run.trajectory, theta0_norm)
         )
         threshold = break_threshold(run, harm_break_step(claim, run.trajectory))
-        checks[run.name] = check_all(run.trajectory, used[run.name], threshold=threshold)
+        checked = worst_checked if is_worst and worst_checked is not None else run.trajectory
+        trajectories[run.name] = checked
+        checks[run.name] = check_all(checked, used[run.name], threshold=threshold)
     power_note = (
         f"every attack on M* with the constants it was checked with ({note}); each constant "
         "x0.5 and x0.8 in the direction that tightens the check, and the wrong statements"
@@ -327,5 +352,5 @@ def check_theory(
         reproduced=reproduced,
         note=note,
         seconds=time.perf_counter() - started,
-        power=check_power(runs, used, power_note) if runs else None,
+        power=check_power(runs, used, power_note, trajectories) if runs else None,
     )

@@ -22,11 +22,13 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from empirical.data import Example, fingerprint, save_examples
-from empirical.verify.executors import ExecutorName
 from empirical.verify.store import ResultStore
+
+if TYPE_CHECKING:
+    from empirical.verify.executors import ExecutorName
 
 __all__ = [
     "WORK_FORMAT",

@@ -57,7 +57,7 @@ def test_the_published_schema_is_the_models() -> None:
         "docs/verdict.schema.json is stale: run `python -m empirical.verify.document`"
     )
     jsonschema.Draft202012Validator.check_schema(schema())
-    assert schema()["properties"]["schema_version"]["const"] == VERDICT_SCHEMA == 3
+    assert schema()["properties"]["schema_version"]["const"] == VERDICT_SCHEMA == 4
 
 
 @pytest.mark.negative_control

@@ -249,9 +249,9 @@ def test_a_folder_without_a_verdict_is_refused(tmp_path: Path) -> None:
     with pytest.raises(HftaInputError, match=r"no verdict\.json"):
         write_html_report(tmp_path)
     (tmp_path / "verdict.json").write_text('{"schema_version": 1}')
-    with pytest.raises(HftaInputError, match="verdict schema_version 1, this toolkit reads 3"):
+    with pytest.raises(HftaInputError, match="verdict schema_version 1, this toolkit reads 4"):
         render_html(tmp_path)
-    (tmp_path / "verdict.json").write_text('{"schema_version": 3, "verdict": "holds"}')
+    (tmp_path / "verdict.json").write_text('{"schema_version": 4, "verdict": "holds"}')
     with pytest.raises(HftaInputError, match=r"verdict\.json: exit_code: Field required"):
         render_html(tmp_path)
     assert not (tmp_path / HTML_NAME).exists()

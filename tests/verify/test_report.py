@@ -140,7 +140,7 @@ def _outcome(violations: int = 0, broken: bool = False) -> VerifyOutcome:
 
 def test_document_has_the_contracted_fields() -> None:
     record = document(_outcome())
-    assert isinstance(record, VerdictDocument) and record.schema_version == 3
+    assert isinstance(record, VerdictDocument) and record.schema_version == 4
     assert record.verdict is Status.HOLDS and record.exit_code == 0
     entry = record.conditions["weak_resistance"]
     assert isinstance(entry, ResistanceCondition) and entry.kind == "resistance"
@@ -157,7 +157,7 @@ def test_document_has_the_contracted_fields() -> None:
     assert record.seeds.attack_seeds == [0, 1]
     written = json.loads(record.to_json())
     assert written["conditions"]["weak_resistance"]["evidence"]["runs"] == 2
-    assert written["schema_version"] == 3 and written["verdict"] == "holds"
+    assert written["schema_version"] == 4 and written["verdict"] == "holds"
 
 
 def test_a_broken_claim_exits_one_with_the_worst_attack() -> None:
