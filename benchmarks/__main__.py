@@ -24,6 +24,8 @@ BENCHMARK_MODULES: tuple[str, ...] = (
     "verify_bench",
     "scaling_bench",
     "power_bench",
+    "prediction_bench",
+    "certify_bench",
 )
 
 
