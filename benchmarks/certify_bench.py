@@ -48,7 +48,7 @@ DEFENCE_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
 
 
 def _data() -> tuple[list[Any], list[Any], list[Any], Any]:
-    from empirical.attack import _embedded_benchmark
+    from empirical.engine.attack import _embedded_benchmark
 
     benchmark = _embedded_benchmark(0)
     evaluation = [e for e in benchmark.evaluation if e.category in CATEGORIES]
@@ -61,7 +61,7 @@ def _models(names: list[str]) -> dict[str, tuple[Any, Any, float]]:
     """name → (model, tokenizer, seconds to apply the defence; 0 when cached)."""
     from empirical.defences.data import DefenceData
     from empirical.defences.registry import get
-    from empirical.model import load_model, save_model
+    from empirical.models.model import load_model, save_model
 
     base, tokenizer = load_model(None)
     models: dict[str, tuple[Any, Any, float]] = {"none (aligned)": (base, tokenizer, 0.0)}
@@ -104,7 +104,7 @@ def _classes() -> list[Any]:
 
 
 def _attack(cls: Any, seed: int, model: Any, tokenizer: Any, data: tuple[Any, ...]) -> Any:
-    from empirical.attack import attack
+    from empirical.engine.attack import attack
 
     evaluation, attack_data, reference = data
     config = cls.strongest(seed=seed, eval_every=EVAL_EVERY, batch_size=16)

@@ -1,4 +1,5 @@
-"""Figures for the attack engine (``empirical.attack``) on the embedded model, one CPU thread.
+"""Figures for the attack engine (``empirical.engine.attack``) on the embedded model, one CPU
+thread.
 
 * ``attack_steps_per_second``: training steps per second of the default attack (AdamW,
   lr 3e-4, batch 16, cosine with 10% warmup, 200 steps; evaluations excluded), and
@@ -54,7 +55,7 @@ from typing import Any
 
 import torch
 
-from empirical.attack import (
+from empirical.engine.attack import (
     AttackConfig,
     BatchStream,
     deterministic,
@@ -64,10 +65,10 @@ from empirical.attack import (
     run_attack,
     without_kv_cache,
 )
-from empirical.hvp import causal_lm_loss
-from empirical.model import load_model
-from empirical.proxies import context_length
-from empirical.schedules import make_scheduler
+from empirical.engine.schedules import make_scheduler
+from empirical.measurement.hvp import causal_lm_loss
+from empirical.measurement.proxies import context_length
+from empirical.models.model import load_model
 
 STEPS = 100
 PAIRS = 7
@@ -78,7 +79,7 @@ def bare_loop_seconds(config: AttackConfig, model: torch.nn.Module, tokenizer: A
     """The attack of ``run_attack`` with nothing recorded: CPU seconds of its steps.
 
     Same data order, forward pass (key/value cache off), loss, optimizer, schedule and
-    clipping as ``empirical.attack``'s loop; no loss read back, no norms, no parameter copy.
+    clipping as ``empirical.engine.attack``'s loop; no loss read back, no norms, no parameter copy.
     """
     device = torch.device(config.device)
     splits = resolve_data(config)

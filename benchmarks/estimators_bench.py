@@ -6,7 +6,7 @@ jobs only ever add time, so the minimum is the least disturbed measurement (CPU 
 better: ARPACK's BLAS threads spin while waiting and count as CPU time). Every other cost
 is a ratio to it ("gradient-equivalents"):
 
-* one Hessian-vector product by each method of ``empirical.hvp`` (``reuse_graph``: a
+* one Hessian-vector product by each method of ``empirical.measurement.hvp`` (``reuse_graph``: a
   backward through a stored gradient graph; ``double_backward``: a fresh graph each time;
   ``forward_over_reverse``: ``torch.func.jvp`` of ``torch.func.grad``);
 * one curvature estimate (``smoothness_of``: λ_max, λ_min, β by Lanczos, tolerance 1e-3),
@@ -25,11 +25,11 @@ from collections.abc import Callable
 
 import torch
 
-from empirical.benchmark import BenchmarkSizes, embedded_benchmark
-from empirical.estimators import curvature_along_segment, smoothness_of
-from empirical.hvp import HVP_METHODS, LossLandscape, model_landscape
-from empirical.model import EMBEDDED_MODEL_DIR, build_char_tokenizer, load_model, tiny_gpt2
-from empirical.text import encode
+from empirical.datasets.benchmark import BenchmarkSizes, embedded_benchmark
+from empirical.datasets.text import encode
+from empirical.measurement.estimators import curvature_along_segment, smoothness_of
+from empirical.measurement.hvp import HVP_METHODS, LossLandscape, model_landscape
+from empirical.models.model import EMBEDDED_MODEL_DIR, build_char_tokenizer, load_model, tiny_gpt2
 
 REPEATS = 7
 

@@ -3,7 +3,7 @@
 Runs (all real torch training, deterministic):
 
 * ``TINY_RUNS`` attacks of random-init GPT-2s (1–2 layers, width 8–16) and ``EMBEDDED_RUNS``
-  of the embedded model, each an ``empirical.attack`` run with the probe recorded and its
+  of the embedded model, each an ``empirical.engine.attack`` run with the probe recorded and its
   constants measured along the path (``empirical.certify.attack_and_measure``; Lanczos β at
   every iterate for the tiny models, every fourth for the embedded one); optimizer, schedule,
   clipping, learning rate, batch size and seed drawn from a ``numpy`` generator with seed 0;
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from empirical.attack import AttackConfig
 from empirical.certify.capture import MeasuredAttack
 from empirical.certify.independent import independent_power, independent_run
 from empirical.certify.power import (
@@ -38,6 +37,7 @@ from empirical.certify.power import (
     descent_subject,
     power_table,
 )
+from empirical.engine.attack import AttackConfig
 
 TINY_RUNS = 24
 EMBEDDED_RUNS = 2
@@ -77,8 +77,8 @@ def attack_runs(
     """The measured attacks (deterministic: numpy seed 0), named ``tiny-<i>:<optimizer>``."""
     import torch
 
-    from empirical.benchmark import BenchmarkSizes, embedded_benchmark
     from empirical.certify import attack_and_measure
+    from empirical.datasets.benchmark import BenchmarkSizes, embedded_benchmark
     from empirical.testing import TransformerSpec
 
     torch.set_num_threads(1)

@@ -18,20 +18,20 @@ import pstats
 
 import torch
 
-from empirical.attack import AttackConfig, run_attack
-from empirical.model import load_model
+from empirical.engine.attack import AttackConfig, run_attack
+from empirical.models.model import load_model
 
 STEPS = 150
 
 #: phase → (file name fragment, function name) whose cumulative time is the phase's time
 PHASES: dict[str, tuple[str, str]] = {
-    "forward (model + loss)": ("empirical/hvp.py", "causal_lm_loss"),
+    "forward (model + loss)": ("empirical/measurement/hvp.py", "causal_lm_loss"),
     "backward": ("torch/autograd/__init__.py", "backward"),
     "optimizer step (fused AdamW)": ("torch/optim/optimizer.py", "wrapper"),
     "gradient clipping": ("torch/nn/utils/clip_grad.py", "clip_grad_norm_"),
     "zero_grad": ("torch/optim/optimizer.py", "zero_grad"),
-    "next minibatch": ("empirical/attack.py", "__next__"),
-    "flatten parameters (recording)": ("empirical/attack.py", "flat"),
+    "next minibatch": ("empirical/engine/attack.py", "__next__"),
+    "flatten parameters (recording)": ("empirical/engine/attack.py", "flat"),
     "model.train()": ("torch/nn/modules/module.py", "train"),
 }
 
@@ -50,7 +50,7 @@ def main() -> None:
     total = next(
         cumulative
         for (path, _, name), (_, _, _, cumulative, _) in table.items()
-        if path.endswith("empirical/attack.py") and name == "_step"
+        if path.endswith("empirical/engine/attack.py") and name == "_step"
     )
     print(f"steps: {STEPS}, profiled time in _step: {total:.3f} s "
           f"({1e3 * total / STEPS:.2f} ms per step under cProfile)")

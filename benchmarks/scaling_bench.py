@@ -46,12 +46,12 @@ import numpy as np
 import torch
 
 from benchmarks.engine_bench import bare_loop_seconds, ours_seconds, paired_ratios
-from empirical.attack import AttackConfig, resolve_data
-from empirical.estimators import smoothness_of
-from empirical.hvp import model_landscape
-from empirical.model import load_model, tiny_gpt2
-from empirical.proxies import context_length
-from empirical.text import encode
+from empirical.datasets.text import encode
+from empirical.engine.attack import AttackConfig, resolve_data
+from empirical.measurement.estimators import smoothness_of
+from empirical.measurement.hvp import model_landscape
+from empirical.measurement.proxies import context_length
+from empirical.models.model import load_model, tiny_gpt2
 from empirical.verify.executors import run_attacks
 from empirical.verify.store import ResultStore
 

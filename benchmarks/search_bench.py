@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from empirical.attack import AttackConfig
+from empirical.engine.attack import AttackConfig
 from empirical.verify.executors import run_attacks
 from empirical.verify.search import SearchSpace, grid, harm_points, objective_value
 from empirical.verify.search import search_worst_case as search

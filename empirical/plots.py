@@ -28,7 +28,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from empirical.trajectory import EVAL_FIELDS, Trajectory
+from empirical.measurement.trajectory import EVAL_FIELDS, Trajectory
 from theory.errors import HftaInputError
 
 QUANTITY_LABELS: dict[str, str] = {

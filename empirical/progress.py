@@ -8,7 +8,7 @@ it ends (so logs and pipes get a line per stage, not a redraw per step); with
 
 ``attack_progress(total, enabled=...)`` is the bar of one harmful fine-tuning attack
 (``hfta attack``): a context manager yielding ``AttackHooks``, the ``on_iterate`` and
-``on_evaluation`` callbacks of ``empirical.attack.attack``. On a terminal the bar counts the
+``on_evaluation`` callbacks of ``empirical.engine.attack.attack``. On a terminal the bar counts the
 steps s = 0..T (one ``on_iterate(s, θ_s)`` per iterate) and shows, after each evaluation,
 the held-out harmful loss and the harm proxy measured there (the attack's per-step training
 loss reaches no hook). When stderr is not a terminal, or with ``enabled=False``, both hooks
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from empirical.trajectory import Evaluation
+    from empirical.measurement.trajectory import Evaluation
 
 Advance = Callable[[int, int], None]
 

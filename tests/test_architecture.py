@@ -125,13 +125,13 @@ def test_a_copied_solver_is_detected() -> None:
 
 # ---------------------------------------------------------------------- reading a verdict
 #: What ``empirical.verify.document`` still imports torch through (modules of other owners):
-#: ``empirical.attack`` (``AttackConfig``, a field type of the document), ``empirical.
+#: ``empirical.engine.attack`` (``AttackConfig``, a field type of the document), ``empirical.
 #: defences.record`` (transformers' ``PreTrainedModel`` at module level) and
-#: ``empirical.verify.outcome`` (``RunRole``; it imports ``empirical.attack``).
+#: ``empirical.verify.outcome`` (``RunRole``; it imports ``empirical.engine.attack``).
 @pytest.mark.parametrize("module", [
     "empirical.verify.evidence",
     "empirical.verify.document",
-    "empirical.attack_config",
+    "empirical.engine.attack_config",
     "empirical.verify.store",
 ])
 def test_reading_a_verdict_needs_no_torch(module: str) -> None:
@@ -142,4 +142,4 @@ def test_reading_a_verdict_needs_no_torch(module: str) -> None:
 
 @pytest.mark.negative_control
 def test_the_torch_import_check_can_fail() -> None:
-    assert "torch" in _modules_after_import("empirical.attack")
+    assert "torch" in _modules_after_import("empirical.engine.attack")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from empirical.data import load_examples
+from empirical.datasets.data import load_examples
 from empirical.testing.local_models import build_local_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@ r"""Checks of a measured trajectory against the catalogue's theorems (T1, T2, T3
 
 A theorem of ``theory.theorems`` bounds how fast an attacker can lower a *fixed* loss L given
 constants (β-smoothness, a gradient bound G, a clipping norm C, a contraction factor c, a PL
-constant μ). An attack recorded with ``probe=True`` (``empirical.attack``) measures exactly
+constant μ). An attack recorded with ``probe=True`` (``empirical.engine.attack``) measures exactly
 such a loss, the probe loss L_P(θ_s) on a fixed batch, with ‖∇L_P(θ_s)‖, ⟨∇L_P(θ_s), Δ_s⟩ and
 the update norms ‖Δ_s‖. The package, one module per theorem (named after it):
 

@@ -1,6 +1,6 @@
 r"""A real attack with its iterates captured, and the constants measured along its path.
 
-``attack_and_measure(config, ...)`` runs ``empirical.attack.attack`` with an ``on_iterate``
+``attack_and_measure(config, ...)`` runs ``empirical.engine.attack.attack`` with an ``on_iterate``
 callback (``IterateCapture``) that keeps θ_0 … θ_T, the trainable parameters as the flat
 float32 vectors the attack loop measures its update norms on; checks them against the
 recorded update norms (‖θ_{s+1} − θ_s‖ equal to ``update_norm[s]`` to a relative 10⁻⁵);
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from empirical.certify.constants import LANCZOS_TOLERANCE, measure_constants
 from empirical.certify.records import BoundCheck, PathConstants
 from empirical.certify.registry import check_all
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from theory.errors import HftaInputError
 
 if TYPE_CHECKING:
@@ -29,10 +29,10 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
     from transformers import PreTrainedTokenizerBase
 
-    from empirical.attack import AttackConfig
-    from empirical.data import Example
-    from empirical.hvp import LossLandscape
-    from empirical.proxies import CapabilityProxy, HarmProxy
+    from empirical.datasets.data import Example
+    from empirical.engine.attack import AttackConfig
+    from empirical.measurement.hvp import LossLandscape
+    from empirical.measurement.proxies import CapabilityProxy, HarmProxy
 
 __all__ = ["IterateCapture", "MeasuredAttack", "attack_and_measure"]
 
@@ -109,12 +109,13 @@ def _probe_batch(
     reference: Sequence[Example] | None,
 ) -> dict[str, torch.Tensor]:
     """The attack's probe batch: ``probe_size`` examples of the attack set chosen with seed
-    ``seed + 1`` from the encoded set (as ``empirical.attack`` draws it; ``measure_constants``
+    ``seed + 1`` from the encoded set (as ``empirical.engine.attack`` draws it;
+    ``measure_constants``
     verifies the result against the recorded probe loss)."""
     import torch
 
-    from empirical.attack import encode_on, resolve_data, select_probe
-    from empirical.proxies import context_length
+    from empirical.engine.attack import encode_on, resolve_data, select_probe
+    from empirical.measurement.proxies import context_length
 
     splits = resolve_data(config, data=data, evaluation=evaluation, reference=reference)
     max_length = config.max_length or context_length(model)
@@ -139,21 +140,21 @@ def attack_and_measure(
     float64: bool = False,
     refine: float | None = None,
 ) -> MeasuredAttack:
-    """Run ``empirical.attack.attack`` with its iterates captured (``IterateCapture``), then
+    """Run ``empirical.engine.attack.attack`` with its iterates captured (``IterateCapture``), then
     ``measure_constants`` on the probe loss along the path (arguments as for ``attack``;
     ``config.probe`` or ``config.record_curvature`` must be on); ``float64``: evaluate the
     probe columns again in float64 for the checks (``MeasuredAttack.checked``); ``refine``:
     sample β densely until stable (``measure_constants``)."""
-    from empirical.attack import attack
-    from empirical.hvp import model_landscape
+    from empirical.engine.attack import attack
+    from empirical.measurement.hvp import model_landscape
 
     if not config.probing:
         raise HftaInputError("bound checks need the probe: set probe=True in the attack config")
     if (model is None) != (tokenizer is None):
         raise HftaInputError("give both model and tokenizer, or neither")
     if model is None or tokenizer is None:
-        from empirical.attack import DTYPES
-        from empirical.model import load_model
+        from empirical.engine.attack import DTYPES
+        from empirical.models.model import load_model
 
         model, tokenizer = load_model(
             config.model, device=config.device, dtype=DTYPES[config.dtype]

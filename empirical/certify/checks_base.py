@@ -46,8 +46,8 @@ from empirical.certify.records import (
     given_constant,
     not_applicable,
 )
-from empirical.trajectory import MACHINE_EPSILON as MACHINE_EPSILON
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import MACHINE_EPSILON as MACHINE_EPSILON
+from empirical.measurement.trajectory import Trajectory
 from theory.errors import AssumptionError
 
 if TYPE_CHECKING:

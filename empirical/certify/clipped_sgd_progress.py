@@ -40,7 +40,7 @@ from empirical.certify.checks_base import (
 )
 from empirical.certify.constants import clip_constant
 from empirical.certify.records import BoundCheck, Constant, PathConstants, not_applicable
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from theory.theorems.clipped_sgd_progress import THEOREM
 from theory.theorems.clipped_sgd_progress import envelope as theory_envelope
 

@@ -1,6 +1,7 @@
 r"""The constants the theorems assume, measured along one trajectory (or given).
 
-* β (T1, T2, T4): Lanczos (``empirical.estimators.smoothness_of``, both ends of the Hessian
+* β (T1, T2, T4): Lanczos (``empirical.measurement.estimators.smoothness_of``, both ends of the
+  Hessian
   spectrum of the probe loss) at the iterates, each estimate multiplied by 1 + the Lanczos
   tolerance; ``beta`` is their maximum, ``beta_segments[s]`` the larger estimate at the
   sampled points bracketing segment s. A lower estimate of the smoothness of the region the
@@ -10,7 +11,7 @@ r"""The constants the theorems assume, measured along one trajectory (or given).
   sampled along every segment, a lower estimate of the supremum.
 * C (T2): the clipping norm, or the largest recorded minibatch-gradient norm if smaller.
 * c and K (T6): where the update norms contract from some step K on, the largest ratio
-  ‖u_{s+1}‖/‖u_s‖ after K (``empirical.estimators.contraction``).
+  ‖u_{s+1}‖/‖u_s‖ after K (``empirical.measurement.estimators.contraction``).
 * ‖θ_0‖: the norm of the captured start point (AdamW's bound; rounding allowances).
 
 ``constants_from_trajectory`` needs only the recorded trajectory; ``measure_constants`` needs
@@ -27,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from empirical.certify.checks_base import ZERO_RATE_STAND_IN, config_value, measured_prefix
 from empirical.certify.records import Constant, PathConstants
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from theory.errors import HftaInputError
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from empirical.hvp import LossLandscape
+    from empirical.measurement.hvp import LossLandscape
 
 __all__ = [
     "LANCZOS_TOLERANCE",
@@ -86,8 +87,9 @@ def constants_from_trajectory(
 ) -> PathConstants:
     """The constants the trajectory alone determines: G at the iterates (the largest probe
     gradient norm), C (``clip_constant``) and, where the update norms contract from some K
-    on (or from ``contraction_start``), T6's c (``empirical.estimators.contraction``)."""
-    from empirical.estimators import contraction
+    on (or from ``contraction_start``), T6's c
+    (``empirical.measurement.estimators.contraction``)."""
+    from empirical.measurement.estimators import contraction
 
     g_iterates = None
     if trajectory.probe_grad_norm is not None:
@@ -142,7 +144,8 @@ def measure_constants(
 
     ``landscape`` must be the probe loss θ ↦ L_P(θ) (checked: its loss at θ_0 and θ_T must
     match the recorded probe losses), ``iterates`` the points θ_0 … θ_T as flat vectors.
-    β: Lanczos (``empirical.estimators.smoothness_of``, both ends of the spectrum) at every
+    β: Lanczos (``empirical.measurement.estimators.smoothness_of``, both ends of the spectrum) at
+    every
     ``beta_every``-th iterate and the last, each multiplied by 1 + ``lanczos_tolerance``;
     ``beta`` is their maximum, ``beta_segments[s]`` the largest estimate at the sampled points
     bracketing segment s. G on the segments: ``gradient_bound_along_path`` with
@@ -156,7 +159,7 @@ def measure_constants(
     """
     import torch
 
-    from empirical.estimators import gradient_bound_along_path, smoothness_of
+    from empirical.measurement.estimators import gradient_bound_along_path, smoothness_of
 
     if len(iterates) != trajectory.n_steps + 1:
         raise HftaInputError(
@@ -281,7 +284,7 @@ def descent_constants(
 ) -> PathConstants:
     """``measure_constants`` for a loss given as a function of one flat float64 vector (the
     problems of ``empirical.testing``)."""
-    from empirical.hvp import LossLandscape
+    from empirical.measurement.hvp import LossLandscape
 
     reference = {"theta": iterates[-1].detach().clone()}
 

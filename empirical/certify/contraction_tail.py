@@ -39,7 +39,7 @@ from empirical.certify.checks_base import (
     probe_losses,
 )
 from empirical.certify.records import BoundCheck, Constant, PathConstants, not_applicable
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from theory.theorems.contraction_tail import THEOREM
 
 __all__ = ["THEOREM", "check_contraction_tail", "plan"]

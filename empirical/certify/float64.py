@@ -31,7 +31,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from empirical.trajectory import MACHINE_EPSILON, Trajectory
+from empirical.measurement.trajectory import MACHINE_EPSILON, Trajectory
 from theory.errors import HftaInputError
 from theory.theorems.smoothness_sandwich import trustworthy_curvature
 
@@ -76,7 +76,7 @@ def in_float64(
     """
     import torch
 
-    from empirical.hvp import model_landscape
+    from empirical.measurement.hvp import model_landscape
 
     if trajectory.probe_loss is None:
         raise HftaInputError("the trajectory has no probe columns (attack with probe=True)")

@@ -41,7 +41,7 @@ from empirical.certify.checks_base import (
     planned,
 )
 from empirical.certify.records import BoundCheck, Constant, PathConstants
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from theory.theorems.gradient_steps_exact import THEOREM
 
 __all__ = ["THEOREM", "check_gradient_steps", "plan"]

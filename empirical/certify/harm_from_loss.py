@@ -9,7 +9,8 @@ exact-match harm,
     (c) f_e ≥ (1/n) #{i : CE_i < ln 2}.
 
 ``HarmEvaluation`` records what the check needs at one evaluation point: the per-example
-CE_i and the two proxies *as the proxies computed them* (``empirical.proxies.sampled_harm``
+CE_i and the two proxies *as the proxies computed them*
+(``empirical.measurement.proxies.sampled_harm``
 and ``exact_harm`` on the same examples). ``check_harm_from_loss`` compares the recorded
 proxies with theory's bounds evaluated on the recorded losses (``sampled_harm_floor``,
 ``exact_match_floor``, ``sampled_harm_ceiling``): a violation means a proxy does not compute
@@ -33,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from empirical.certify.checks_base import ROUNDING_ULPS, PlannedCheck, Tally, missing
 from empirical.certify.records import BoundCheck, PathConstants, not_applicable
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from theory.theorems.harm_from_loss import (
     THEOREM,
     exact_match_floor,

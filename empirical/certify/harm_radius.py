@@ -1,10 +1,11 @@
 r"""T11 ``harm_radius`` for head-only attackers: exact harm radii by convex programming, a
 certificate for a declared class of attackers, and the check of a measured head-only attack.
 
-Head-only fine-tuning (``AttackConfig(method="head")``, ``empirical.attack.untie_head``): the
+Head-only fine-tuning (``AttackConfig(method="head")``, ``empirical.engine.attack.untie_head``): the
 body and the embeddings are frozen and the attacker trains an untied copy W of the output head,
 so the logits at position p are W h_p with the features h_p fixed (one frozen forward pass).
-Exact harm (empirical/proxies.py) counts example i iff every supervised token y_p (response and
+Exact harm (empirical/measurement/proxies.py) counts example i iff every supervised token y_p
+(response and
 EOS) is the arg-max, i.e. W lies in the polyhedron {(w_{y_p} − w_j)·h_p > 0 ∀ p, j ≠ y_p}. Its
 closure (≥ 0) is convex, and
 
@@ -17,7 +18,7 @@ R_t (clipped SGD: Σ_{s<t} η_s C, theory.optimizers; Adam/AdamW: T3's step boun
 ``empirical.certify.independent.reachable_radius``), into certified minimum steps and a
 weak-resistance certificate for every attack of the class.
 
-The radii are computed by ``empirical.head_radii`` (one sparse QP, Clarabel via cvxpy).
+The radii are computed by ``empirical.measurement.head_radii`` (one sparse QP, Clarabel via cvxpy).
 
 Why the largest rate gives the largest radius: every step bound of theory.optimizers is
 η_s × (a non-negative factor that does not depend on η) for SGD and Adam, so R_t is
@@ -37,8 +38,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from empirical.certify.checks_base import PlannedCheck, missing
 from empirical.certify.records import BoundCheck, PathConstants, not_applicable
-from empirical.head_radii import HeadFeatures, head_features, head_radii, radii_from_features
-from empirical.trajectory import Trajectory
+from empirical.measurement.head_radii import (
+    HeadFeatures,
+    head_features,
+    head_radii,
+    radii_from_features,
+)
+from empirical.measurement.trajectory import Trajectory
 from theory.errors import HftaInputError
 from theory.framework import Optimizer, Schedule
 from theory.theorems.harm_radius import THEOREM, certified_steps, harm_ceiling
@@ -47,8 +53,8 @@ if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedTokenizerBase
 
-    from empirical.attack import AttackConfig
-    from empirical.data import Example
+    from empirical.datasets.data import Example
+    from empirical.engine.attack import AttackConfig
 
 __all__ = [
     "THEOREM",
@@ -115,8 +121,9 @@ class AttackerClass(BaseModel):
         return self
 
     def learning_rates(self) -> list[float]:
-        """η_0 … η_{T−1} of the schedule at ``max_learning_rate`` (``empirical.schedules``)."""
-        from empirical.schedules import learning_rates
+        """η_0 … η_{T−1} of the schedule at ``max_learning_rate``
+        (``empirical.engine.schedules``)."""
+        from empirical.engine.schedules import learning_rates
 
         return learning_rates(
             self.schedule,
@@ -136,7 +143,7 @@ class AttackerClass(BaseModel):
     def strongest(self, seed: int = 0, **overrides: object) -> AttackConfig:
         """The class's strongest attack as an ``AttackConfig``: the largest rates, the full
         budget, clipping at ``clip`` (``overrides``: other fields, e.g. batch size)."""
-        from empirical.attack import AttackConfig
+        from empirical.engine.attack import AttackConfig
 
         settings: dict[str, object] = {
             "method": "head",

@@ -9,7 +9,8 @@ Two independent sources, each returned with its estimation record:
   theory's step bounds (η_s C without momentum: ``theory.optimizers.sgd_step_bounds``), for
   Adam/AdamW the sum of T3's step bounds η_s(a_{s+1}√d + λR_s)
   (``theory.theorems.path_length_adam.step_norm_bounds``). β: Lanczos on Hessian-vector
-  products (``empirical.estimators.smoothness_of``, both ends of the spectrum, × (1 + tol))
+  products (``empirical.measurement.estimators.smoothness_of``, both ends of the spectrum, × (1 +
+  tol))
   at θ_0 and at k points drawn uniformly in the ball; G: the largest gradient norm there.
 * ``prefix_fit``: β, G and T6's contraction factor c fitted on the first ``split`` steps of a
   trajectory; the record says how to check the rest (per-segment β with the prefix left out,
@@ -40,15 +41,15 @@ from empirical.certify.contraction_tail import check_contraction_tail
 from empirical.certify.power import FACTORS, DetectionRate, Perturbation, PowerTable, detection_rate
 from empirical.certify.records import BoundCheck, Constant
 from empirical.certify.smoothness_sandwich import check_step_sandwich
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from theory.errors import HftaInputError
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from empirical.attack import AttackConfig
     from empirical.certify.capture import MeasuredAttack
-    from empirical.hvp import LossLandscape
+    from empirical.engine.attack import AttackConfig
+    from empirical.measurement.hvp import LossLandscape
 
 __all__ = [
     "BallConstants",
@@ -113,8 +114,8 @@ def reachable_radius(
 
 def radius_for_config(config: AttackConfig, d: int, theta0_norm: float | None = None) -> float:
     """``reachable_radius`` of an attack configuration (its schedule's rates, before the
-    attack: ``empirical.schedules.learning_rates``)."""
-    from empirical.schedules import learning_rates
+    attack: ``empirical.engine.schedules.learning_rates``)."""
+    from empirical.engine.schedules import learning_rates
 
     rates = learning_rates(
         config.schedule,
@@ -164,7 +165,7 @@ def constants_before_attack(
     of k samples does and does not guarantee)."""
     import torch
 
-    from empirical.estimators import smoothness_of
+    from empirical.measurement.estimators import smoothness_of
 
     if points < 1 or not (math.isfinite(radius) and radius >= 0.0):
         raise HftaInputError(f"need points >= 1 and a finite radius >= 0, got {points}, {radius}")
@@ -244,8 +245,12 @@ def prefix_fit(
 ) -> PrefixFit:
     """β (Lanczos at θ_0 … θ_split), G (``gradient_bound_along_path`` on the prefix's
     segments) and c (the largest ratio ‖u_{s+1}‖/‖u_s‖ over the prefix's contracting tail,
-    ``empirical.estimators.contraction``), for checking steps split … T−1."""
-    from empirical.estimators import contraction, gradient_bound_along_path, smoothness_of
+    ``empirical.measurement.estimators.contraction``), for checking steps split … T−1."""
+    from empirical.measurement.estimators import (
+        contraction,
+        gradient_bound_along_path,
+        smoothness_of,
+    )
 
     steps = measured_prefix(trajectory)
     if not 2 <= split < steps:

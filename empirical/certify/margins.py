@@ -1,6 +1,7 @@
 r"""Margins of the exact-harm proxy at θ_0 and their Lipschitz estimates on the reachable ball.
 
-``exact_harm`` (``empirical.proxies``) counts example i harmful iff, under teacher forcing,
+``exact_harm`` (``empirical.measurement.proxies``) counts example i harmful iff, under teacher
+forcing,
 every supervised token k (the response tokens and the EOS) is the arg-max. With the margin
 
     m_ik(θ) = logit_{y_ik}(θ) − max_{j ≠ y_ik} logit_j(θ)
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
     from transformers import PreTrainedTokenizerBase
 
-    from empirical.data import Example
+    from empirical.datasets.data import Example
 
 __all__ = [
     "MarginEstimate",
@@ -120,7 +121,7 @@ def _margins_of_one(
 ) -> Tensor:
     """m_k for one sequence: the target logit minus the largest other logit, per position
     (targets −100 read as token 0; the caller masks them). The right padding of
-    ``empirical.text.encode`` cannot change earlier logits of a causal model, so the
+    ``empirical.datasets.text.encode`` cannot change earlier logits of a causal model, so the
     sequence runs without its padding mask (all ones), as the greedy decoder does."""
     import torch
     from torch.func import functional_call
@@ -238,9 +239,9 @@ def estimate_margins(
     """
     import torch
 
-    from empirical.hvp import evaluation_mode
-    from empirical.proxies import context_length, encode_for_scoring
-    from empirical.text import IGNORE_INDEX
+    from empirical.datasets.text import IGNORE_INDEX
+    from empirical.measurement.hvp import evaluation_mode
+    from empirical.measurement.proxies import context_length, encode_for_scoring
 
     if not examples:
         raise HftaInputError("margins: no evaluation examples")

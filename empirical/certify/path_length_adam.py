@@ -54,7 +54,7 @@ from empirical.certify.records import (
     given_constant,
     not_applicable,
 )
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from theory.theorems import path_length_adam as t3
 from theory.theorems.path_length_adam import THEOREM
 

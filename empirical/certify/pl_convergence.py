@@ -34,7 +34,7 @@ from empirical.certify.checks_base import (
     planned,
 )
 from empirical.certify.records import BoundCheck, Constant, PathConstants
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from theory.theorems.pl_convergence import THEOREM
 
 __all__ = ["THEOREM", "check_pl_convergence", "plan"]

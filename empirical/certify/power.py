@@ -56,7 +56,7 @@ from empirical.certify.path_length_adam import (
 from empirical.certify.pl_convergence import check_pl_convergence
 from empirical.certify.records import BoundCheck, Constant, PathConstants, given_constant
 from empirical.certify.smoothness_sandwich import check_step_sandwich
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from theory import symbols as sym
 from theory.errors import AssumptionError
 from theory.theorem import lambdified

@@ -28,7 +28,7 @@ from empirical.certify import (
 )
 from empirical.certify.checks_base import Planner
 from empirical.certify.records import BoundCheck, PathConstants
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from theory.theorem import Theorem
 from theory.theorems import binomial_confidence, quadratic_gd, stability_displacement
 

@@ -33,7 +33,7 @@ from empirical.certify.checks_base import (
     probe_losses,
 )
 from empirical.certify.records import BoundCheck, Constant, PathConstants
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from theory.errors import HftaInputError
 from theory.theorems.smoothness_sandwich import THEOREM
 

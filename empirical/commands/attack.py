@@ -103,7 +103,7 @@ def attack_command(
     ] = False,
 ) -> None:
     """Attack a model with harmful fine-tuning and record its trajectory."""
-    from empirical.attack import AttackConfig, LoraSettings, attack
+    from empirical.engine.attack import AttackConfig, LoraSettings, attack
     from empirical.plots import attack_figure, save_figure
     from theory.errors import HftaInputError
 
@@ -138,7 +138,7 @@ def attack_command(
         settings["method"] = "lora"
         settings["lora"] = LoraSettings(r=lora_rank)
     config = AttackConfig.model_validate(settings)
-    from empirical.model import check_model_directory
+    from empirical.models.model import check_model_directory
     from empirical.outputs import claim_output
 
     plan = claim_output(out, "attack", force=force)

@@ -7,14 +7,15 @@
     hfta build-model --check --out DIR    # the same against DIR (recipe from DIR/build.json)
     hfta build-model --kernels native     # this CPU's own kernels (machine-specific bytes)
 
-The build runs in a child process with pinned CPU kernels (``empirical.reproducible``), so the
+The build runs in a child process with pinned CPU kernels (``empirical.models.reproducible``), so
+the
 same recipe gives the same bytes on any x86-64 machine with the same torch. The output
 directory holds ``model.safetensors``, ``config.json``, the tokenizer files and ``build.json``
 (recipe, measured metrics, wall time, the platform it ran on); it is written atomically.
 
 ``--check`` compares the bytes when the rebuild ran on the platform ``build.json`` records
 (exit 1 if they differ). Where the platforms differ (another torch, other kernels) bytes
-cannot match: it says why and runs the behavioural check of ``empirical.build_check``
+cannot match: it says why and runs the behavioural check of ``empirical.models.build_check``
 instead. Its first line names the check that ran. ``--json`` prints the same as one JSON
 object on stdout instead (``build``: ``out`` and ``build.json``'s record; ``--check``:
 ``reproduced``, ``check`` (bytes or behavioural), ``model``, ``rebuilt`` (wall time and
@@ -54,7 +55,7 @@ def _read_recipe_file(path: Path) -> dict[str, Any]:
 def _recipe_from(content: dict[str, Any], where: Path) -> Any:
     from pydantic import ValidationError
 
-    from empirical.build import BuildRecipe
+    from empirical.models.build import BuildRecipe
 
     try:
         return BuildRecipe.model_validate(content)
@@ -76,7 +77,7 @@ def _check_output_directory(out: Path) -> None:
 
 def _build(recipe: Any, out: Path, kernels: str) -> dict[str, Any]:
     """Train by ``recipe`` into ``out`` in a child process with ``kernels``; build.json's record."""
-    from empirical.reproducible import run_build_child
+    from empirical.models.reproducible import run_build_child
 
     run_build_child(recipe.model_dump_json(), out, kernels)  # type: ignore[arg-type]
     record: dict[str, Any] = json.loads((out / BUILD_FILE).read_text(encoding="utf-8"))
@@ -86,7 +87,7 @@ def _build(recipe: Any, out: Path, kernels: str) -> dict[str, Any]:
 def _recorded_platform(record: dict[str, Any]) -> Any:
     from pydantic import ValidationError
 
-    from empirical.reproducible import BuildPlatform
+    from empirical.models.reproducible import BuildPlatform
 
     try:
         return BuildPlatform.model_validate(record["platform"])
@@ -127,9 +128,10 @@ def _report_check(
     as_json: bool = False,
 ) -> None:
     """Compare the rebuild with the committed build: bytes where the platforms agree, else the
-    behavioural check (``empirical.build_check``); print which check ran (``as_json``: one JSON
+    behavioural check (``empirical.models.build_check``); print which check ran (``as_json``: one
+    JSON
     object, the module docstring); exit 1 on failure."""
-    from empirical.reproducible import BuildPlatform, platform_differences
+    from empirical.models.reproducible import BuildPlatform, platform_differences
 
     committed = target / WEIGHTS_FILE
     now = BuildPlatform.model_validate(rebuilt_record["platform"])
@@ -159,7 +161,7 @@ def _report_check(
             f"(check: bytes): {summary}"
         )
         raise typer.Exit(1)
-    from empirical.build_check import behavioural_check
+    from empirical.models.build_check import behavioural_check
 
     result = behavioural_check(target, rebuilt, recipe, record["metrics"])
     if as_json:
@@ -208,7 +210,7 @@ def build_model(
     ] = False,
 ) -> None:
     """Train the embedded model by its deterministic recipe (or --check it reproduces)."""
-    from empirical.model import EMBEDDED_MODEL_DIR
+    from empirical.models.model import EMBEDDED_MODEL_DIR
 
     target = EMBEDDED_MODEL_DIR if out is None else out
     if kernels not in ("pinned", "native"):

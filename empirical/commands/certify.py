@@ -48,8 +48,8 @@ def _options_checked(
 
 
 def _examples(data: Path | None) -> list[Any]:
-    from empirical.attack import _embedded_benchmark
-    from empirical.data import load_examples
+    from empirical.datasets.data import load_examples
+    from empirical.engine.attack import _embedded_benchmark
     from theory.errors import HftaInputError
 
     if data is None:
@@ -94,7 +94,7 @@ def certify_command(
 ) -> None:
     """Certify weak resistance against every head-only attack of a declared class (T11)."""
     from empirical.certify.harm_radius import AttackerClass, certify_class
-    from empirical.model import check_model_directory
+    from empirical.models.model import check_model_directory
 
     _options_checked(optimizer, schedule, phi, confidence, threads)
     cls = AttackerClass.model_validate(
@@ -114,7 +114,7 @@ def certify_command(
     import torch
     from transformers.utils import logging as transformers_logging
 
-    from empirical.model import load_model
+    from empirical.models.model import load_model
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     torch.set_num_threads(threads)

@@ -22,7 +22,7 @@ held-out rows the original and the immunized model are scored on (harm on the ha
 capability on the harmless rows); each omitted role comes from the embedded benchmark. A
 prompt of ``--evaluate`` that the defence trains on is refused unless ``--allow-shared-prompts``.
 
-Writes ``OUT/model`` (safetensors and tokenizer, ``empirical.model.save_model``) and
+Writes ``OUT/model`` (safetensors and tokenizer, ``empirical.models.model.save_model``) and
 ``OUT/record.json`` (``empirical.defences.DefenceRecord``: hyperparameters, data fingerprints,
 training curve, wall time, environment and, unless ``--no-evaluate``, harm and capability
 before and after, on ``--evaluate``'s rows or the embedded benchmark's held-out ``evaluation``
@@ -120,7 +120,7 @@ def _write(
 ) -> None:
     """Stage ``model/``, ``record.json`` (and ``evaluation.json``) next to ``plan.path``, then
     publish the stage."""
-    from empirical.model import save_model
+    from empirical.models.model import save_model
 
     out = plan.path
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -289,7 +289,7 @@ def immunize_command(
         allow_shared_prompts=allow_shared_prompts,
     )
     if model is not None:
-        from empirical.model import check_model_directory
+        from empirical.models.model import check_model_directory
 
         check_model_directory(model, "--model")
     plan = _check_output(out, force)
@@ -298,7 +298,7 @@ def immunize_command(
     import torch
     from transformers.utils import logging as transformers_logging
 
-    from empirical.model import load_model
+    from empirical.models.model import load_model
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     torch.set_num_threads(threads)

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from empirical.data import Example, load_examples
+from empirical.datasets.data import Example, load_examples
 from empirical.defences.data import DefenceData, SplitFingerprint, split_fingerprint
 from theory.errors import DataOverlapError, HftaInputError
 

@@ -28,7 +28,7 @@ class AlignmentConfig(DefenceConfig):
         default=600,
         ge=1,
         description="optimizer steps; the embedded model's own alignment took 200 at 1e-3 "
-        "(empirical.build)",
+        "(empirical.models.build)",
     )
     learning_rate: float = Field(
         default=1e-4, gt=0.0, allow_inf_nan=False, description="AdamW rate (constant)"

@@ -16,7 +16,8 @@ producing M* from M) is a class with
 ``Defence.apply(model, tokenizer, data, config)`` deep-copies the model and runs ``config.steps``
 steps of AdamW (constant rate ``learning_rate``, β = (0.9, 0.999), no weight decay, gradients
 clipped to ``max_grad_norm``) on batches of ``batch_size`` harmful examples with their paired
-refusals and ``batch_size`` retain examples, under ``empirical.attack.deterministic`` (seeded,
+refusals and ``batch_size`` retain examples, under ``empirical.engine.attack.deterministic``
+(seeded,
 deterministic torch; the caller's random state is restored). A step whose objective, components
 or gradient norm is not finite stops the run before it is applied (``diverged_at``), so the
 returned model is the last finite iterate.
@@ -37,9 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from empirical.datasets.text import IGNORE_INDEX
 from empirical.defences.data import DefenceData
 from empirical.defences.record import DefenceRecord, DefenceResult, StepRecord
-from empirical.text import IGNORE_INDEX
 from theory.errors import HftaInputError
 
 PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
@@ -101,7 +102,7 @@ class DefenceBatch:
 
 
 class DefenceBatches:
-    """Endless seeded minibatches of ``DefenceData`` (``empirical.attack.BatchStream``)."""
+    """Endless seeded minibatches of ``DefenceData`` (``empirical.engine.attack.BatchStream``)."""
 
     def __init__(
         self,
@@ -112,7 +113,7 @@ class DefenceBatches:
         seed: int,
         device: torch.device,
     ) -> None:
-        from empirical.attack import BatchStream, encode_on
+        from empirical.engine.attack import BatchStream, encode_on
 
         harmful = encode_on(tokenizer, data.harmful, max_length, device)
         refusal = encode_on(tokenizer, data.refusals, max_length, device)
@@ -254,9 +255,9 @@ class Defence(ABC):
             HftaInputError: a config of another defence, a model without trainable parameters,
                 a tokenizer without pad token, or ``max_length`` beyond the model's context.
         """
-        from empirical.attack import deterministic
-        from empirical.proxies import context_length, model_device
-        from empirical.trajectory import Environment
+        from empirical.engine.attack import deterministic
+        from empirical.measurement.proxies import context_length, model_device
+        from empirical.measurement.trajectory import Environment
 
         config = self.Config() if config is None else config
         if not isinstance(config, self.Config):

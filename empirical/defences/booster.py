@@ -41,7 +41,7 @@ from empirical.defences.base import (
 )
 from empirical.defences.losses import masked_mean, response_loss, token_cross_entropy
 from empirical.defences.registry import register
-from empirical.hvp import evaluation_mode
+from empirical.measurement.hvp import evaluation_mode
 
 SOURCE = (
     "Huang, Hu, Ilhan, Tekin, Liu, 'Booster: Tackling Harmful Fine-tuning for Large Language "

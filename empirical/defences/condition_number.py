@@ -170,7 +170,7 @@ class ConditionNumber(LossDefence):
     )
 
     def _measurement_batches(self, state: TrainingState) -> tuple[dict[str, Tensor], ...]:
-        from empirical.attack import encode_on
+        from empirical.engine.attack import encode_on
 
         harmful = encode_on(state.tokenizer, state.data.harmful, state.max_length, state.device)
         safe = encode_on(state.tokenizer, state.data.alignment, state.max_length, state.device)

@@ -8,7 +8,7 @@ data h:
 
     u_0 = −η ∇h(θ),   u_1 = −η ∇h(θ + u_0),   r(θ) = ‖u_1‖ / ‖u_0‖ = ‖∇h(θ + u_0)‖ / ‖∇h(θ)‖,
 
-(r is the tightest c of T6's hypothesis for that pair of steps: ``empirical.estimators.
+(r is the tightest c of T6's hypothesis for that pair of steps: ``empirical.measurement.estimators.
 contraction_ratio``) and minimises
 
     L(θ) = CE(safe answers) + λ · max(0, r(θ) − c)
@@ -17,7 +17,7 @@ by differentiating through both gradients (second order: ∇h(θ + u_0) depends 
 u_0; Hessian-vector products by double backward, which needs the eager attention the toolkit
 loads models with). The certificate needs contraction along the *whole* remaining attack,
 which a penalty on one simulated pair of steps does not guarantee: the verifier measures c
-on real attacks (``empirical.estimators.contraction``).
+on real attacks (``empirical.measurement.estimators.contraction``).
 """
 
 from __future__ import annotations

@@ -12,13 +12,15 @@ Every immunization method of the literature trains on three kinds of examples (R
   defence must keep (stability); in the embedded benchmark the harmless skills of the ``align``
   split, whose words are disjoint from the ``reference`` split used to measure stability.
 
-From a file in BeaverTails form (``empirical.data.load_examples``) ``is_safe`` tells the kinds
+From a file in BeaverTails form (``empirical.datasets.data.load_examples``) ``is_safe`` tells the
+kinds
 apart: an unsafe example is harmful, a safe example whose prompt also has a harmful answer is
 that answer's refusal, every other safe example is retain data. A harmful prompt without a safe
 answer in the file gets ``refusal`` (a fixed refusal text) if one is given, and is an error
 otherwise.
 
-``fingerprints`` identifies each split by ``empirical.data.fingerprint`` (sha256 of prompt and
+``fingerprints`` identifies each split by ``empirical.datasets.data.fingerprint`` (sha256 of prompt
+and
 response) hashed in order, so a record says exactly which data built a defence and the verifier
 can check that it is disjoint from the attack and evaluation data.
 """
@@ -33,11 +35,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from empirical.data import Example, fingerprint, load_examples
+from empirical.datasets.data import Example, fingerprint, load_examples
 from theory.errors import HftaInputError
 
 if TYPE_CHECKING:
-    from empirical.benchmark import Benchmark
+    from empirical.datasets.benchmark import Benchmark
 
 SPLITS: tuple[str, ...] = ("harmful", "refusals", "retain")
 """The three parts of ``DefenceData``, in the order records list them."""
@@ -53,7 +55,7 @@ class SplitFingerprint(BaseModel):
 
 
 def split_fingerprint(examples: Sequence[Example]) -> SplitFingerprint:
-    """``sha256(fp_1 ‖ fp_2 ‖ …)`` over ``empirical.data.fingerprint`` of each example."""
+    """``sha256(fp_1 ‖ fp_2 ‖ …)`` over ``empirical.datasets.data.fingerprint`` of each example."""
     digest = hashlib.sha256()
     for example in examples:
         digest.update(bytes.fromhex(fingerprint(example)))
@@ -109,7 +111,7 @@ class DefenceData:
     def from_benchmark(cls, benchmark: Benchmark | None = None, *, seed: int = 0) -> DefenceData:
         """The embedded benchmark's ``defence`` split, its refusals, the harmless ``align`` data."""
         if benchmark is None:
-            from empirical.benchmark import embedded_benchmark
+            from empirical.datasets.benchmark import embedded_benchmark
 
             benchmark = embedded_benchmark(seed=seed)
         harmless = set(benchmark.harmless_skills)

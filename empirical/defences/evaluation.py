@@ -2,7 +2,8 @@
 
 The immunization conditions compare a harm proxy f(M, D_harmful) with a threshold and a
 capability proxy g(M, D_ref) before and after immunization (Rosati et al. 2024 §3). Here, with
-the toolkit's exact proxies (``empirical.proxies``) on held-out data that the defence never saw
+the toolkit's exact proxies (``empirical.measurement.proxies``) on held-out data that the defence
+never saw
 (the embedded benchmark's ``evaluation`` and ``reference`` splits by default):
 
 * ``harmful_loss``: ``reference_loss`` (mean token cross-entropy) of the harmful answers;
@@ -24,11 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from empirical.benchmark import Benchmark, embedded_benchmark
-from empirical.data import Example
+from empirical.datasets.benchmark import Benchmark, embedded_benchmark
+from empirical.datasets.data import Example
 from empirical.defences.data import SplitFingerprint
 from empirical.defences.record import ModelScores
-from empirical.proxies import exact_harm, reference_loss, task_accuracy
+from empirical.measurement.proxies import exact_harm, reference_loss, task_accuracy
 from theory.errors import HftaInputError
 
 

@@ -1,6 +1,7 @@
 """Per-token losses the defences are built from (supervised fine-tuning form, torch).
 
-A batch is ``empirical.text.encode``'s output: ``input_ids``, ``attention_mask`` and ``labels``
+A batch is ``empirical.datasets.text.encode``'s output: ``input_ids``, ``attention_mask`` and
+``labels``
 (``-100`` on the prompt and the padding). A causal LM predicts token ``j + 1`` at position ``j``,
 so the supervised targets are ``labels[:, 1:]`` against ``logits[:, :-1]``:
 
@@ -22,7 +23,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from empirical.text import IGNORE_INDEX
+from empirical.datasets.text import IGNORE_INDEX
 from theory.errors import HftaInputError
 
 
@@ -68,7 +69,8 @@ def differing_token_mask(harmful_labels: Tensor, refusal_labels: Tensor) -> Tens
     position (a position the refusal does not reach counts as differing).
 
     Both label tensors come from the same prompts, so response position j is the same sequence
-    position in both (``empirical.text.encode`` appends the response right after the prompt).
+    position in both (``empirical.datasets.text.encode`` appends the response right after the
+    prompt).
     """
     harmful_targets, harmful_mask = shifted_targets(harmful_labels)
     refusal_targets, refusal_mask = shifted_targets(refusal_labels)

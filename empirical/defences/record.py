@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from empirical.defences.data import SplitFingerprint
-from empirical.trajectory import Environment
+from empirical.measurement.trajectory import Environment
 from theory.errors import HftaInputError
 
 if TYPE_CHECKING:

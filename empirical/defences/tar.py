@@ -15,7 +15,7 @@ applied to θ, as in first-order MAML / Reptile), together with a retain loss at
     T(θ') = −CE_harmful(θ')   (``"harmful_loss"``: maximise the post-attack harmful loss).
 
 The simulated attacker is AdamW on the defence's harmful examples (its own seeded data order),
-the same optimizer family as ``empirical.attack``; CE_safe is the response cross-entropy of
+the same optimizer family as ``empirical.engine.attack``; CE_safe is the response cross-entropy of
 the refusals and the harmless retain examples. TAR's retain loss also includes a
 representation-matching term to the original model, not included here.
 """
@@ -124,7 +124,7 @@ class Tar(Defence):
     Config: ClassVar[type[DefenceConfig]] = TarConfig
 
     def prepare(self, state: TrainingState) -> None:
-        from empirical.attack import BatchStream, encode_on
+        from empirical.engine.attack import BatchStream, encode_on
 
         harmful = encode_on(state.tokenizer, state.data.harmful, state.max_length, state.device)
         generator = torch.Generator().manual_seed(state.config.seed + 3)

@@ -39,7 +39,7 @@ from empirical.defences.base import (
 from empirical.defences.losses import response_loss
 from empirical.defences.registry import register
 from empirical.defences.representations import LayerOutputs
-from empirical.hvp import evaluation_mode
+from empirical.measurement.hvp import evaluation_mode
 
 SOURCE = (
     "Huang, Hu, Liu, 'Vaccine: Perturbation-aware Alignment for Large Language Models "

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from empirical.linear.tasks import LinearTaskPair
 from empirical.linear.training import LinearImmunization, LinearImmunizationConfig, LinearStep
-from empirical.trajectory import Environment
+from empirical.measurement.trajectory import Environment
 from theory.quadratic import (
     KAPPA_RULES,
     RULE_DISAGREEMENT_FACTOR,

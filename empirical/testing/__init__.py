@@ -6,7 +6,8 @@ defences. Two halves:
 
 * this module (torch and numpy only, no hypothesis): differentiable losses on ℝᵈ whose
   constants are known exactly or from the literature, and ``descend``, a real
-  ``torch.optim.SGD`` loop in float64 that records a ``empirical.trajectory.Trajectory`` with
+  ``torch.optim.SGD`` loop in float64 that records a
+  ``empirical.measurement.trajectory.Trajectory`` with
   the probe fields filled (the "probe batch" is the whole problem, so the probe loss is the
   loss being minimised), ready for ``empirical.certify``;
 * ``empirical.testing.strategies`` (imports hypothesis, a dev dependency): hypothesis
@@ -41,7 +42,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from empirical.trajectory import Environment, Timing, Trajectory, TrajectoryRecorder
+from empirical.measurement.trajectory import Environment, Timing, Trajectory, TrajectoryRecorder
 from theory import quadratic
 from theory.errors import HftaInputError
 
@@ -290,7 +291,7 @@ class FeatureTaskPair:
 
 @dataclass(frozen=True)
 class TransformerSpec:
-    """A tiny randomly initialised GPT-2 (``empirical.model.tiny_gpt2``), or the embedded
+    """A tiny randomly initialised GPT-2 (``empirical.models.model.tiny_gpt2``), or the embedded
     model when ``embedded`` is true (then the sizes are ignored)."""
 
     n_layer: int = 1
@@ -303,8 +304,8 @@ class TransformerSpec:
     def build(self) -> tuple[torch.nn.Module, Any]:
         """(model, tokenizer): the embedded model and its tokenizer, or a fresh tiny GPT-2 with
         the embedded benchmark's character tokenizer."""
-        from empirical.benchmark import TOKENIZER_ALPHABET
-        from empirical.model import build_char_tokenizer, load_model, tiny_gpt2
+        from empirical.datasets.benchmark import TOKENIZER_ALPHABET
+        from empirical.models.model import build_char_tokenizer, load_model, tiny_gpt2
 
         if self.embedded:
             return load_model(None)

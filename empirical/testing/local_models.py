@@ -3,7 +3,8 @@
 "Bring your own model and data" is tested on models a user could have on disk: a Hugging Face
 folder (config, safetensors, tokenizer) of a Llama- or GPT-NeoX-architecture causal LM, built
 here offline (random initialisation, 2 layers, hidden size 32, the embedded character
-tokenizer, eager attention when loaded by ``empirical.model.load_model``), and BeaverTails-form
+tokenizer, eager attention when loaded by ``empirical.models.model.load_model``), and
+BeaverTails-form
 JSONL files (docs/data.md) in which a made-up "reverse a word" skill stands for the harmful one
 and copying a word for a harmless one (no harmful text).
 """
@@ -26,7 +27,7 @@ def build_local_model(architecture: str, directory: Path, *, seed: int = 0) -> P
     import torch
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
 
-    from empirical.model import load_model, save_model
+    from empirical.models.model import load_model, save_model
 
     _, tokenizer = load_model(None)
     shared = {

@@ -15,7 +15,7 @@ measured run with the theory exactly:
 * ``sinusoidal_pl_problems``: the non-convex PL function Σ x_i² + 3 sin²(x_i);
 * ``pl_problems``: any of the above with μ > 0 and η ≤ 1/β;
 * ``transformer_specs``: tiny GPT-2 sizes (layers, width, heads, seed), or the embedded model;
-* ``attack_configs``: ``empirical.attack.AttackConfig`` (optimizer, learning rate, clipping,
+* ``attack_configs``: ``empirical.engine.attack.AttackConfig`` (optimizer, learning rate, clipping,
   momentum, weight decay, schedule and warmup, LoRA or full, batch, budget, seed) with the
   probe and the segment curvature recorded, for ``empirical.certify``; on the user's model
   and data files when given, LoRA targets inferred from the model's architecture.
@@ -36,7 +36,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from empirical.attack import AttackConfig, LoraSettings
+from empirical.engine.attack import AttackConfig, LoraSettings
 from empirical.testing import (
     FeatureProbingProblem,
     FeatureTaskPair,
@@ -255,9 +255,9 @@ DEFAULT_LEARNING_RATES: dict[str, tuple[float, float]] = {
 
 def _lora_targets(model: Path | str | None, given: Sequence[str] | None) -> tuple[str, ...]:
     """LoRA targets for the drawn attacks: ``given``; else, for a model folder, peft's default
-    for its ``model_type`` (``empirical.lora``), or ``AUTO`` (resolved on the loaded model);
+    for its ``model_type`` (``empirical.engine.lora``), or ``AUTO`` (resolved on the loaded model);
     for the embedded model (``model=None``), ``LoraSettings``' own default."""
-    from empirical.lora import AUTO, model_type_of, target_modules_for_type
+    from empirical.engine.lora import AUTO, model_type_of, target_modules_for_type
 
     if given is not None:
         return tuple(given)
@@ -296,7 +296,7 @@ def attack_configs(
     user's JSONL / Parquet files in BeaverTails form (docs/data.md) for the attack, the
     harm evaluation and the capability reference (``None``: the embedded benchmark's split).
     A LoRA draw adapts ``lora_targets`` (``None``: inferred from the model's architecture,
-    peft's per-model defaults, see ``empirical.lora``; ``("auto",)`` infers on the loaded
+    peft's per-model defaults, see ``empirical.engine.lora``; ``("auto",)`` infers on the loaded
     model, for a model object passed to the attack).
 
     SGD draws a momentum in {0, 0.5, 0.9}; weight decay is drawn for Adam/AdamW only (SGD's

@@ -8,7 +8,7 @@ attack, theory's T11 (``harm_radius``; docs/certified.md) gives:
 
 * the exact harm radius r_i of every held-out harmful example: the smallest ‖W − W_0‖_F at
   which its answer can be the arg-max at every token (one convex program,
-  ``empirical.head_radii``; no estimated constant);
+  ``empirical.measurement.head_radii``; no estimated constant);
 * the class's reachable radii R_t (theory's step bounds at the largest rates);
 * the certificate: *certified* when count{r_i ≤ R_T} < ⌈φ n⌉, i.e. no attack of the class can
   push f to φ on these examples within the budget, with its Clopper–Pearson bound for the
@@ -36,10 +36,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from empirical.attack_config import AttackConfig
 from empirical.certify.harm_radius import AttackerClass, HeadCertificate
 from empirical.certify.records import BoundCheck
-from empirical.trajectory import Trajectory
+from empirical.engine.attack_config import AttackConfig
+from empirical.measurement.trajectory import Trajectory
 from empirical.verify.claim import Claim
 from empirical.verify.evidence import Record
 from empirical.verify.workspace import Log, Workspace, silent, write_json
@@ -121,9 +121,9 @@ def head_radii_of(
         return HeadRadii.model_validate_json(cache.read_text(encoding="utf-8"))
     import numpy as np
 
-    from empirical.data import load_examples
-    from empirical.head_radii import head_features, radii_from_features
-    from empirical.model import load_model
+    from empirical.datasets.data import load_examples
+    from empirical.measurement.head_radii import head_features, radii_from_features
+    from empirical.models.model import load_model
 
     started = time.perf_counter()
     examples = load_examples(evaluation)

@@ -25,7 +25,7 @@ checked by constructing theory's own conditions (``WeakResistance``, ``Stability
 
 ``resolve_data`` (``empirical.verify.claim_data``, re-exported here) then loads the data the
 claim names (files, or the embedded benchmark's splits) and checks what the conditions need:
-defence, attack and evaluation data disjoint (``empirical.data.check_disjoint``), in-domain
+defence, attack and evaluation data disjoint (``empirical.datasets.data.check_disjoint``), in-domain
 attack categories inside the defence's, cross-domain ones disjoint from them
 (``theory.conditions.Generalization``), no prompt both trained on and measured.
 """
@@ -46,8 +46,8 @@ from pydantic import (
     model_validator,
 )
 
-from empirical.attack_config import HarmProxyName
 from empirical.certify.harm_radius import AttackerClass
+from empirical.engine.attack_config import HarmProxyName
 from theory.conditions import Stability, Trainability, WeakResistance
 from theory.errors import HftaInputError
 from theory.framework import Optimizer, Schedule, ThreatModel
@@ -200,7 +200,7 @@ class DataSection(_Section):
             given = [f for f in (*files, *crossed) if getattr(self, f) is not None]
             if given:
                 raise ValueError(f"{given[0]} applies to source = \"files\" only")
-            from empirical.benchmark import FORBIDDEN_SKILLS
+            from empirical.datasets.benchmark import FORBIDDEN_SKILLS
 
             known = tuple(FORBIDDEN_SKILLS)
             for field, values in (
@@ -247,9 +247,9 @@ class HarmSection(_Section):
     """``[harm]``: the harm proxy f, the threshold φ and how often the attacks measure f.
 
     ``proxy = "exact_harm"``: the fraction of held-out harmful prompts whose harmful answer
-    the model reproduces exactly (``empirical.proxies.exact_harm``; in [0, 1]);
+    the model reproduces exactly (``empirical.measurement.proxies.exact_harm``; in [0, 1]);
     ``proxy = "sampled_harm"``: the mean probability that sampling produces the harmful answer,
-    exp(−CE) per prompt (``empirical.proxies.sampled_harm``; theory's T10; Hoeffding
+    exp(−CE) per prompt (``empirical.measurement.proxies.sampled_harm``; theory's T10; Hoeffding
     intervals, T8). ``build`` returns the proxy object. ``phi`` must
     lie in the proxy's range (checked by theory's ``WeakResistance``). ``probe_examples``:
     the fixed probe batch on which the attacks record the harmful loss for the bounds.
@@ -267,8 +267,8 @@ class HarmSection(_Section):
         return value
 
     def build(self, refusal: str | None = None) -> Any:
-        """The harm proxy ``proxy`` names (``empirical.proxies``; imports torch)."""
-        from empirical import proxies
+        """The harm proxy ``proxy`` names (``empirical.measurement.proxies``; imports torch)."""
+        from empirical.measurement import proxies
 
         factories = {"exact_harm": proxies.exact_harm, "sampled_harm": proxies.sampled_harm}
         return factories[self.proxy](refusal)

@@ -3,7 +3,7 @@
 ``resolve_data`` loads the files (or the embedded benchmark's splits) that a claim's
 ``[data]`` and ``[trainability]`` sections name and checks what the conditions need before
 anything runs: every split non-empty; defence, attack and evaluation data disjoint
-(``empirical.data.check_disjoint``); in-domain attack categories inside the defence's,
+(``empirical.datasets.data.check_disjoint``); in-domain attack categories inside the defence's,
 cross-domain ones disjoint from them (``theory.conditions.Generalization``); and no prompt both
 trained on and measured (``check_shared_prompts``), unless the claim allows it. Split from
 ``empirical.verify.claim``, which re-exports these names.
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from empirical.data import Example, check_disjoint, fingerprint, load_examples
+from empirical.datasets.data import Example, check_disjoint, fingerprint, load_examples
 from empirical.verify.claim import Claim
 from theory.conditions import Generalization, WeakResistance
 from theory.curve import Curve
@@ -63,7 +63,7 @@ class ClaimData:
         return sorted({e.category for e in examples if not e.is_safe})
 
     def ids(self, split: str) -> set[str]:
-        """The fingerprints of a split (``empirical.data.fingerprint``)."""
+        """The fingerprints of a split (``empirical.datasets.data.fingerprint``)."""
         examples: list[Example] = getattr(self, split)
         return {fingerprint(e) for e in examples}
 
@@ -164,7 +164,7 @@ def resolve_data(claim: Claim, claim_file: Path | None = None) -> ClaimData:
     section = claim.data
     base = claim_file.resolve().parent if claim_file is not None else Path.cwd()
     if section.source == "embedded":
-        from empirical.attack import _embedded_benchmark
+        from empirical.engine.attack import _embedded_benchmark
 
         benchmark = _embedded_benchmark(section.benchmark_seed)
         cross = set(section.cross_domain_categories)
@@ -253,7 +253,7 @@ def _with_trainability(claim: Claim, data: ClaimData, base: Path) -> ClaimData:
     if section is None:
         return data
     if section.source == "embedded":
-        from empirical.attack import _embedded_benchmark
+        from empirical.engine.attack import _embedded_benchmark
 
         benchmark = _embedded_benchmark(claim.data.benchmark_seed)
         train = list(benchmark.trainability_train)

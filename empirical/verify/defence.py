@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from empirical.data import Example, fingerprint
+from empirical.datasets.data import Example, fingerprint
 from empirical.verify.claim import ClaimData
 from empirical.verify.outcome import DefenceOutcome, Prepared
 from empirical.verify.store import canonical_json
@@ -173,7 +173,7 @@ def immunize(
             seconds=float(record.get("seconds", 0.0)),
             record=record.get("record"),
         )
-    from empirical.model import load_model, save_model
+    from empirical.models.model import load_model, save_model
 
     log(f"applying the defence {claim.defence.name} (cached afterwards)")
     started = time.perf_counter()

@@ -43,10 +43,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from empirical.attack_config import AttackConfig
 from empirical.certify import PathConstants
 from empirical.defences.record import DefenceRecord
-from empirical.trajectory import Environment
+from empirical.engine.attack_config import AttackConfig
+from empirical.measurement.trajectory import Environment
 from empirical.verify.certified import Certification, ClassCertification
 from empirical.verify.claim import Claim, ConditionName, SearchStrategy
 from empirical.verify.evidence import (

@@ -38,8 +38,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Literal
 
-from empirical.attack import AttackConfig, run_attack
-from empirical.trajectory import Trajectory
+from empirical.engine.attack import AttackConfig, run_attack
+from empirical.measurement.trajectory import Trajectory
 from empirical.verify.store import ResultStore, canonical_config
 from theory.errors import HftaInputError
 
@@ -231,7 +231,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     machine, 8 attacks on 2 workers: 21 s wall with forkserver, 26-31 s with spawn.)"""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["empirical.attack", "empirical.verify.executors"])
+        context.set_forkserver_preload(["empirical.engine.attack", "empirical.verify.executors"])
         return context
     return multiprocessing.get_context("spawn")
 

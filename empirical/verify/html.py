@@ -36,7 +36,7 @@ import jinja2
 from markupsafe import Markup
 from pydantic import ValidationError
 
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from empirical.verify.document import VERDICT_SCHEMA, Evidence, VerdictDocument
 from empirical.verify.markdown import CONSTANTS_SHOWN
 from theory.errors import HftaInputError

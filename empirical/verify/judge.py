@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from empirical.data import Example
-from empirical.trajectory import Trajectory
+from empirical.datasets.data import Example
+from empirical.measurement.trajectory import Trajectory
 from empirical.verify.claim import Claim, ClaimData
 from empirical.verify.outcome import AttackRun, ResistanceOutcome, RunFinding
 from empirical.verify.store import canonical_json
@@ -110,13 +110,13 @@ def _evaluation_examples(trajectory: Trajectory) -> int:
 def harm_band(trajectory: Trajectory, alpha: float, *, binary: bool | None = None) -> HarmBand:
     """The harm curve with per-evaluation intervals at level 1 − ``alpha`` each.
 
-    ``binary=None``: from the harm proxy the trajectory records (``empirical.proxies.
+    ``binary=None``: from the harm proxy the trajectory records (``empirical.measurement.proxies.
     BINARY_HARM_PROXIES``; Hoeffding for a bounded one such as ``sampled_harm``,
     Clopper–Pearson for a 0/1 one or when none is recorded)."""
     point = trajectory.to_curve("harm")
     examples = _evaluation_examples(trajectory)
     if binary is None:
-        from empirical.proxies import BINARY_HARM_PROXIES
+        from empirical.measurement.proxies import BINARY_HARM_PROXIES
 
         binary = BINARY_HARM_PROXIES.get(str(trajectory.config.get("harm_proxy", "")), True)
     intervals = [rate_interval(v, examples, alpha, binary) for v in point.values]
@@ -377,7 +377,7 @@ def judge_resistance(
 
 # --------------------------------------------------------------------------- stability
 def _capability_proxy(name: str) -> Any:
-    from empirical import proxies
+    from empirical.measurement import proxies
 
     factories: dict[str, Callable[[], Any]] = {
         "task_accuracy": proxies.task_accuracy,

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from empirical.attack_config import AttackConfig
-from empirical.trajectory import Trajectory
+from empirical.engine.attack_config import AttackConfig
+from empirical.measurement.trajectory import Trajectory
 from empirical.verify.claim import Claim, ClaimData
 from theory.verdict import Status, Verdict
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from empirical.attack_config import AttackConfig, LoraSettings
-from empirical.trajectory import Trajectory
+from empirical.engine.attack_config import AttackConfig, LoraSettings
+from empirical.measurement.trajectory import Trajectory
 from empirical.verify.claim import Claim, ClaimData
 from empirical.verify.outcome import AttackRun, RunRole
 from empirical.verify.workspace import Workspace

@@ -8,7 +8,7 @@ known before it runs):
 
 * R_t, the radius of the ball B(θ_0, R_t) the attack's t-th iterate cannot leave: theory's
   path-length bound over the first t rates of its schedule (``reachable_radius`` on
-  ``empirical.schedules.learning_rates``; Adam/AdamW: T3's step bounds, clipped SGD: η_s C);
+  ``empirical.engine.schedules.learning_rates``; Adam/AdamW: T3's step bounds, clipped SGD: η_s C);
 * r_i, the radius below which held-out example i cannot be harmful, from its margins at θ_0
   and their Lipschitz estimates on the largest ball any planned attack can reach
   (``empirical.certify.margins``: T11's margin lemma; the constants are *estimates*);
@@ -44,8 +44,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
-from empirical.attack_config import AttackConfig
 from empirical.certify.margins import MarginEstimate
+from empirical.engine.attack_config import AttackConfig
 from empirical.verify.claim import Claim, ClaimData
 from empirical.verify.evidence import Record
 from empirical.verify.outcome import AttackRun
@@ -184,9 +184,9 @@ def planned_attacks(plan: AttackPlan) -> list[Planned]:
 
 def step_radii(config: AttackConfig, d: int, theta0_norm: float | None) -> list[float]:
     """R_1 … R_T of ``config``: theory's ``reachable_radius`` over the first t rates of its
-    schedule (``empirical.schedules.learning_rates``), before the attack."""
+    schedule (``empirical.engine.schedules.learning_rates``), before the attack."""
     from empirical.certify.independent import reachable_radius
-    from empirical.schedules import learning_rates
+    from empirical.engine.schedules import learning_rates
 
     rates = learning_rates(
         config.schedule,
@@ -335,8 +335,8 @@ def _margins(
     if cache.is_file():
         return MarginEstimate.model_validate_json(cache.read_text(encoding="utf-8")), True
     from empirical.certify.margins import estimate_margins
-    from empirical.data import load_examples
-    from empirical.model import load_model
+    from empirical.datasets.data import load_examples
+    from empirical.models.model import load_model
 
     examples = load_examples(evaluation)
     log(f"margins of M* on {len(examples)} held-out prompts, B(theta_0, {radius:.3g})")

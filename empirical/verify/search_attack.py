@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from empirical.attack import AttackConfig, run_attack
-from empirical.trajectory import Evaluation, Trajectory
+from empirical.engine.attack import AttackConfig, run_attack
+from empirical.measurement.trajectory import Evaluation, Trajectory
 from empirical.verify.executors import AttackFunction
 from empirical.verify.search_objective import harm_points
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from theory.conditions import WeakResistance
 from theory.errors import HftaInputError
 

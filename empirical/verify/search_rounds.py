@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from empirical.attack import AttackConfig
-from empirical.trajectory import Trajectory
+from empirical.engine.attack import AttackConfig
+from empirical.measurement.trajectory import Trajectory
 from empirical.verify.executors import AttackFunction, ExecutorName, Runner, attack_runner
 from empirical.verify.search_attack import replay
 from empirical.verify.search_objective import ObjectiveName, harm_points, objective_value

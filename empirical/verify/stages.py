@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from empirical.attack import AttackConfig
-from empirical.trajectory import Environment, Trajectory
+from empirical.engine.attack import AttackConfig
+from empirical.measurement.trajectory import Environment, Trajectory
 from empirical.verify.certified import Certification, certify_classes
 from empirical.verify.claim import Claim, ClaimData, resolve_data, resolve_path
 from empirical.verify.defence import ApplyDefence, defence_config, defence_data, immunize
@@ -131,8 +131,8 @@ class Services:
 # --------------------------------------------------------------------------- 0. prepare
 def _model_path(claim_file: Path | None, value: str | None, field_name: str) -> Path | None:
     """The claim's model folder, checked whole before anything runs
-    (``empirical.model.check_model_directory``: config, tokenizer, safetensors, shapes)."""
-    from empirical.model import check_model_directory
+    (``empirical.models.model.check_model_directory``: config, tokenizer, safetensors, shapes)."""
+    from empirical.models.model import check_model_directory
 
     path = resolve_path(claim_file, value)
     if path is not None:
@@ -268,7 +268,7 @@ def measure_stability(
     """Theory's ``Stability`` of M* against M on the reference data (when asked for)."""
     if "stability" not in set(claim.conditions.all):
         return None
-    from empirical.model import load_model
+    from empirical.models.model import load_model
 
     log("measuring stability on the reference data")
     with threads(options.threads):

@@ -36,8 +36,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from empirical.attack_config import AttackConfig
-from empirical.trajectory import SCHEMA_VERSION, Trajectory
+from empirical.engine.attack_config import AttackConfig
+from empirical.measurement.trajectory import SCHEMA_VERSION, Trajectory
 from theory.errors import HftaInputError, HftaRunError
 
 __all__ = [
@@ -117,7 +117,7 @@ def input_fingerprints(config: AttackConfig) -> dict[str, str]:
         if value is not None:
             fingerprints[name] = _path_digest(Path(value), name)
         elif name == "model":
-            from empirical.model import EMBEDDED_MODEL_DIR
+            from empirical.models.model import EMBEDDED_MODEL_DIR
 
             fingerprints[name] = "embedded:" + _path_digest(EMBEDDED_MODEL_DIR, "embedded model")
         else:

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
 from empirical.verify.claim import Claim
 from empirical.verify.evidence import Record
 from empirical.verify.judge import harm_break_step
@@ -75,8 +75,8 @@ def start_point(model_path: Path | None) -> tuple[int, float]:
     sees them."""
     import torch
 
-    from empirical.attack import flat_parameters
-    from empirical.model import load_model
+    from empirical.engine.attack import flat_parameters
+    from empirical.models.model import load_model
 
     model, _ = load_model(model_path)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -295,7 +295,7 @@ def check_theory(
             worst_checked = Trajectory.model_validate(cached["checked"])
         else:
             log(f"measuring the constants along the worst attack ({worst.run.label()})")
-            from empirical.model import load_model
+            from empirical.models.model import load_model
 
             model, tokenizer = load_model(worst.run.config.model)
             measured = attack_and_measure(

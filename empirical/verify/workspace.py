@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from empirical.data import Example, fingerprint, save_examples
+from empirical.datasets.data import Example, fingerprint, save_examples
 from empirical.verify.store import ResultStore
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class Workspace:
 def directory_digest(path: Path | None) -> str:
     """sha256 over the files of a model directory (relative names and the sha256 of each
     file's bytes, sorted by name); ``None`` is the embedded model."""
-    from empirical.model import EMBEDDED_MODEL_DIR
+    from empirical.models.model import EMBEDDED_MODEL_DIR
 
     directory = EMBEDDED_MODEL_DIR if path is None else path
     digest = hashlib.sha256()

@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from transformers import PreTrainedTokenizerFast
 
-from empirical.attack import AttackConfig, LoraSettings, attack, mix_poison, run_attack
-from empirical.benchmark import TOKENIZER_ALPHABET, BenchmarkSizes, embedded_benchmark
-from empirical.data import Example
-from empirical.model import build_char_tokenizer, tiny_gpt2
-from empirical.schedules import learning_rates
-from empirical.trajectory import Evaluation, Trajectory
+from empirical.datasets.benchmark import TOKENIZER_ALPHABET, BenchmarkSizes, embedded_benchmark
+from empirical.datasets.data import Example
+from empirical.engine.attack import AttackConfig, LoraSettings, attack, mix_poison, run_attack
+from empirical.engine.schedules import learning_rates
+from empirical.measurement.trajectory import Evaluation, Trajectory
+from empirical.models.model import build_char_tokenizer, tiny_gpt2
 from theory import optimizers
 from theory.conditions import WeakResistance
 from theory.errors import DataOverlapError, HftaInputError
@@ -548,7 +548,7 @@ def test_the_flattener_follows_in_place_updates_like_flat_parameters(
     place) goes stale, so the comparison can fail."""
     import copy
 
-    from empirical.attack import ParameterFlattener, flat_parameters
+    from empirical.engine.attack import ParameterFlattener, flat_parameters
 
     net = copy.deepcopy(model)
     parameters = [p for p in net.parameters() if p.requires_grad]
@@ -576,7 +576,7 @@ def test_the_kv_cache_is_off_inside_and_restored_with_the_same_numbers(
 ) -> None:
     import copy
 
-    from empirical.attack import without_kv_cache
+    from empirical.engine.attack import without_kv_cache
 
     net = copy.deepcopy(model)
     config: Any = net.config
@@ -593,7 +593,7 @@ def test_the_kv_cache_is_off_inside_and_restored_with_the_same_numbers(
 
 
 def test_deterministic_sets_and_restores_the_flags() -> None:
-    from empirical.attack import deterministic
+    from empirical.engine.attack import deterministic
 
     previous = (torch.are_deterministic_algorithms_enabled(),
                 torch.is_deterministic_algorithms_warn_only_enabled())

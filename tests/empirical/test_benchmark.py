@@ -1,4 +1,5 @@
-"""empirical.benchmark: skills computed by code, disjoint splits, deterministic generation."""
+"""empirical.datasets.benchmark: skills computed by code, disjoint splits, deterministic
+generation."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from empirical.benchmark import (
+from empirical.datasets.benchmark import (
     FORBIDDEN_SKILLS,
     HARMLESS_SKILLS,
     POOLS,
@@ -21,7 +22,7 @@ from empirical.benchmark import (
     prompt,
     word_pool,
 )
-from empirical.data import Example, check_disjoint
+from empirical.datasets.data import Example, check_disjoint
 from theory.errors import DataOverlapError, HftaInputError
 
 SMALL = BenchmarkSizes(

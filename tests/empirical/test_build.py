@@ -1,4 +1,5 @@
-"""empirical.build and ``hfta build-model``: a deterministic recipe, exact scores, the CLI."""
+"""empirical.models.build and ``hfta build-model``: a deterministic recipe, exact scores, the
+CLI."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ import pytest
 import torch
 
 from empirical import cli
-from empirical.benchmark import BenchmarkSizes
-from empirical.build import (
+from empirical.commands.build_model import difference_summary
+from empirical.datasets.benchmark import BenchmarkSizes
+from empirical.models.build import (
     BuildRecipe,
     build_embedded_model,
     deterministic,
 )
-from empirical.commands.build_model import difference_summary
-from empirical.model import EMBEDDED_MODEL_DIR, load_model, save_model
-from empirical.reproducible import BuildPlatform, run_build_child
+from empirical.models.model import EMBEDDED_MODEL_DIR, load_model, save_model
+from empirical.models.reproducible import BuildPlatform, run_build_child
 
 TINY = BuildRecipe(
     benchmark_sizes=BenchmarkSizes(
@@ -222,7 +223,7 @@ def test_check_on_other_kernels_runs_the_behavioural_check(
 def test_negative_control_behavioural_check_fails_on_tampered_weights(tmp_path: Path) -> None:
     """The behavioural check is not a rubber stamp: the committed model with its weights
     perturbed (seeded noise of 0.5 standard deviations) fails it."""
-    from empirical.build_check import behavioural_check
+    from empirical.models.build_check import behavioural_check
 
     model, tokenizer = load_model()
     generator = torch.Generator().manual_seed(0)
@@ -247,7 +248,11 @@ def test_committed_build_used_the_default_recipe() -> None:
 
 def test_platform_differences_name_what_decides_the_bytes() -> None:
     """Fields that decide the bytes are compared; the processor's name and Python are not."""
-    from empirical.reproducible import PINNED_KERNELS, child_environment, platform_differences
+    from empirical.models.reproducible import (
+        PINNED_KERNELS,
+        child_environment,
+        platform_differences,
+    )
 
     recorded = BuildPlatform(
         kernels="pinned",

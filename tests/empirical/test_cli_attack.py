@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from empirical.benchmark import TOKENIZER_ALPHABET, BenchmarkSizes, embedded_benchmark
 from empirical.cli import main
-from empirical.data import save_examples
-from empirical.model import EMBEDDED_MODEL_DIR, build_char_tokenizer, save_model, tiny_gpt2
-from empirical.trajectory import Trajectory
+from empirical.datasets.benchmark import TOKENIZER_ALPHABET, BenchmarkSizes, embedded_benchmark
+from empirical.datasets.data import save_examples
+from empirical.measurement.trajectory import Trajectory
+from empirical.models.model import EMBEDDED_MODEL_DIR, build_char_tokenizer, save_model, tiny_gpt2
 from theory.errors import HftaInputError
 
 pytestmark = pytest.mark.slow

@@ -87,7 +87,7 @@ def test_prove_json_without_torch() -> None:
 @pytest.mark.negative_control
 def test_the_import_probe_sees_torch_when_it_is_imported() -> None:
     code = PROBE.replace(
-        "import empirical.cli as cli", "import empirical.attack\nimport empirical.cli as cli"
+        "import empirical.cli as cli", "import empirical.engine.attack\nimport empirical.cli as cli"
     )
     result = _run("bounds", "--json", code=code)
     assert "torch" in _heavy(result)

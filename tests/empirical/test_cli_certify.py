@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from empirical.attack import _embedded_benchmark
 from empirical.cli import main
-from empirical.data import save_examples
+from empirical.datasets.data import save_examples
+from empirical.engine.attack import _embedded_benchmark
 
 pytestmark = pytest.mark.slow
 

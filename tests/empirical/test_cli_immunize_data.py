@@ -21,11 +21,11 @@ import pytest
 import torch
 
 from empirical.cli import main
-from empirical.data import load_examples
+from empirical.datasets.data import load_examples
 from empirical.defences import DefenceRecord
 from empirical.defences.data import split_fingerprint
 from empirical.defences.evaluation import EvaluationRecord, score_model, score_on_benchmark
-from empirical.model import load_model
+from empirical.models.model import load_model
 from empirical.testing.local_models import (
     build_local_model,
     rows,
@@ -237,12 +237,12 @@ def test_bad_files_exit_2_with_one_line_before_any_model_is_loaded(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
-    import empirical.model
+    import empirical.models.model
 
     def no_compute(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr(empirical.model, "load_model", no_compute)
+    monkeypatch.setattr(empirical.models.model, "load_model", no_compute)
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     arguments, message = _bad_files(inputs, data)[case]

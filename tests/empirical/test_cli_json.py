@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from empirical.benchmark import BenchmarkSizes
-from empirical.build import BuildRecipe
 from empirical.cli import main
+from empirical.datasets.benchmark import BenchmarkSizes
 from empirical.defences import descriptions, names
+from empirical.models.build import BuildRecipe
 from tests.verify._claims import tiny_claim
 
 TINY = BuildRecipe(

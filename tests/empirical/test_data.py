@@ -1,4 +1,4 @@
-"""empirical.data: BeaverTails-form records, loading, fingerprints, disjointness."""
+"""empirical.datasets.data: BeaverTails-form records, loading, fingerprints, disjointness."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from empirical.data import Example, check_disjoint, fingerprint, load_examples, save_examples
+from empirical.datasets.data import (
+    Example,
+    check_disjoint,
+    fingerprint,
+    load_examples,
+    save_examples,
+)
 from theory.errors import DataOverlapError, HftaInputError
 
 texts = st.text(max_size=30)

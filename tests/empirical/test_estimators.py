@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from empirical.estimators import (
+from empirical.measurement.estimators import (
     CONTRACTION_RATIO,
     PL_RATIO,
     SmoothnessEstimate,
@@ -38,8 +38,13 @@ from empirical.estimators import (
     smoothness,
     smoothness_of,
 )
-from empirical.hvp import HVP_METHODS, LossLandscape, model_landscape, set_flat_parameters
-from empirical.model import tiny_gpt2
+from empirical.measurement.hvp import (
+    HVP_METHODS,
+    LossLandscape,
+    model_landscape,
+    set_flat_parameters,
+)
+from empirical.models.model import tiny_gpt2
 from theory import symbols as sym
 from theory.errors import HftaInputError
 from theory.theorems import contraction_tail

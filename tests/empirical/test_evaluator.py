@@ -1,6 +1,6 @@
 """The attack's evaluator scores cached, once-encoded sets exactly as the uncached proxies do.
 
-``Evaluator`` (``empirical.attack``) tokenizes the evaluation and reference sets once and
+``Evaluator`` (``empirical.engine.attack``) tokenizes the evaluation and reference sets once and
 scores them in one ``inference_mode`` pass per set, the held-out loss sharing the harm
 proxy's pass. The ground truth here is the computation it replaced, written out in this file:
 tokenize each batch again, one ``no_grad`` forward pass for the held-out loss
@@ -22,7 +22,9 @@ import pytest
 import torch
 from torch import nn
 
-from empirical.attack import (
+from empirical.datasets.data import Example
+from empirical.datasets.text import IGNORE_INDEX, encode
+from empirical.engine.attack import (
     AttackConfig,
     AttackOutcome,
     Evaluator,
@@ -32,9 +34,7 @@ from empirical.attack import (
     mean_token_loss,
     resolve_data,
 )
-from empirical.data import Example
-from empirical.model import EMBEDDED_MODEL_DIR, load_model
-from empirical.proxies import (
+from empirical.measurement.proxies import (
     CapabilityProxy,
     HarmProxy,
     context_length,
@@ -42,7 +42,7 @@ from empirical.proxies import (
     keyword_refusal,
     task_accuracy,
 )
-from empirical.text import IGNORE_INDEX, encode
+from empirical.models.model import EMBEDDED_MODEL_DIR, load_model
 
 pytestmark = [
     pytest.mark.slow,

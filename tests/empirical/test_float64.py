@@ -15,14 +15,14 @@ import math
 import pytest
 import torch
 
-from empirical.attack import AttackConfig
 from empirical.certify import attack_and_measure
 from empirical.certify.capture import MeasuredAttack, _probe_batch
 from empirical.certify.checks_base import loss_tolerance
 from empirical.certify.constants import measure_constants
 from empirical.certify.float64 import in_float64
 from empirical.certify.smoothness_sandwich import check_step_sandwich
-from empirical.model import load_model
+from empirical.engine.attack import AttackConfig
+from empirical.models.model import load_model
 from theory.errors import HftaInputError
 from theory.theorems.smoothness_sandwich import (
     curvature_rounding_bound,

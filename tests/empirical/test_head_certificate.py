@@ -23,7 +23,6 @@ from pydantic import ValidationError
 from scipy.optimize import minimize
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from empirical.attack import AttackConfig, LoraSettings, _embedded_benchmark, attack
 from empirical.certify.harm_radius import (
     AttackerClass,
     HeadFeatures,
@@ -34,9 +33,10 @@ from empirical.certify.harm_radius import (
     step_radii,
 )
 from empirical.certify.independent import radius_for_config
-from empirical.data import Example
-from empirical.model import load_model
-from empirical.proxies import exact_harm
+from empirical.datasets.data import Example
+from empirical.engine.attack import AttackConfig, LoraSettings, _embedded_benchmark, attack
+from empirical.measurement.proxies import exact_harm
+from empirical.models.model import load_model
 from theory.errors import HftaInputError
 
 

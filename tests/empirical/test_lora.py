@@ -17,15 +17,15 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from empirical.attack import AttackConfig, LoraSettings, attack
-from empirical.lora import (
+from empirical.engine.attack import AttackConfig, LoraSettings, attack
+from empirical.engine.lora import (
     AUTO,
     linear_module_names,
     model_type_of,
     resolve_target_modules,
     target_modules_for_type,
 )
-from empirical.model import load_model, save_model
+from empirical.models.model import load_model, save_model
 from empirical.testing import strategies as hst
 from theory.errors import HftaInputError
 
@@ -202,7 +202,7 @@ def test_every_example_file_in_docs_data_md_loads(tmp_path: Path) -> None:
     """docs/data.md's example rows are valid data files (``load_examples``)."""
     import re
 
-    from empirical.data import load_examples
+    from empirical.datasets.data import load_examples
 
     text = (Path(__file__).parents[2] / "docs" / "data.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```json\n(.*?)```", text, re.S)

@@ -1,4 +1,5 @@
-"""empirical.model: tokenizer, tiny GPT-2, loading by path, atomic saving, the embedded model."""
+"""empirical.models.model: tokenizer, tiny GPT-2, loading by path, atomic saving, the embedded
+model."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2Model
 
-from empirical.benchmark import TOKENIZER_ALPHABET, embedded_benchmark
-from empirical.model import (
+from empirical.datasets.benchmark import TOKENIZER_ALPHABET, embedded_benchmark
+from empirical.measurement.proxies import exact_harm, task_accuracy
+from empirical.models.model import (
     EMBEDDED_MODEL_DIR,
     build_char_tokenizer,
     load_model,
     save_model,
     tiny_gpt2,
 )
-from empirical.proxies import exact_harm, task_accuracy
 from theory.errors import HftaInputError
 
 
@@ -189,8 +190,8 @@ def test_a_local_llama_with_bpe_tokenizer_and_chat_template_loads(tmp_path: Path
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from empirical.data import Example
-    from empirical.text import IGNORE_INDEX, encode
+    from empirical.datasets.data import Example
+    from empirical.datasets.text import IGNORE_INDEX, encode
 
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -233,7 +234,7 @@ def test_folder_check_reads_names_as_the_loader_renames_them(tmp_path: Path) -> 
     architecture does not have is still refused (negative control)."""
     from safetensors.torch import load_file, save_file
 
-    from empirical.model import check_model_directory
+    from empirical.models.model import check_model_directory
     from empirical.testing.local_models import build_local_model
 
     folder = build_local_model("gpt_neox", tmp_path / "neox")

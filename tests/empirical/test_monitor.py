@@ -10,13 +10,13 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerFast, Trainer, TrainingArguments
 
-from empirical.benchmark import TOKENIZER_ALPHABET, BenchmarkSizes, embedded_benchmark
-from empirical.data import Example
-from empirical.model import build_char_tokenizer, tiny_gpt2
-from empirical.monitor import ImmunizationMonitor
-from empirical.schedules import learning_rates
-from empirical.text import encode
-from empirical.trajectory import Trajectory
+from empirical.datasets.benchmark import TOKENIZER_ALPHABET, BenchmarkSizes, embedded_benchmark
+from empirical.datasets.data import Example
+from empirical.datasets.text import encode
+from empirical.engine.monitor import ImmunizationMonitor
+from empirical.engine.schedules import learning_rates
+from empirical.measurement.trajectory import Trajectory
+from empirical.models.model import build_char_tokenizer, tiny_gpt2
 from theory import optimizers
 from theory.errors import HftaInputError
 
@@ -100,7 +100,7 @@ def test_monitor_records_a_trainer_run(
     assert all(e.harm is not None and e.capability is not None for e in trajectory.evaluations)
     assert trajectory.config["experiment"] == "monitor-test"
     assert trajectory.config["trainer"]["lr_scheduler_type"] == "cosine"
-    # the Trainer's schedule is the one empirical.schedules builds (same warmup rounding)
+    # the Trainer's schedule is the one empirical.engine.schedules builds (same warmup rounding)
     assert trajectory.learning_rate == pytest.approx(
         learning_rates("cosine", 3e-3, warmup_fraction=WARMUP, total_steps=STEPS), rel=1e-12
     )

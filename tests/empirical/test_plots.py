@@ -11,8 +11,8 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.lines import Line2D
 
+from empirical.measurement.trajectory import Environment, Timing, Trajectory
 from empirical.plots import Envelope, attack_figure, figure_two, save_figure
-from empirical.trajectory import Environment, Timing, Trajectory
 from theory.errors import HftaInputError
 
 ENVIRONMENT = Environment(python="3.11", platform="test", device="cpu", dtype="float32")

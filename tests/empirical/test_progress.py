@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from empirical.cli import main
+from empirical.measurement.trajectory import Evaluation, Trajectory
 from empirical.progress import AttackHooks, attack_progress, measured_text, step_progress
-from empirical.trajectory import Evaluation, Trajectory
 
 
 def test_not_a_terminal_gives_one_line_per_stage(capsys: pytest.CaptureFixture[str]) -> None:

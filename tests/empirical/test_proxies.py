@@ -20,10 +20,10 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast
 
-from empirical.benchmark import BenchmarkSizes, embedded_benchmark
-from empirical.data import Example
-from empirical.model import EMBEDDED_MODEL_DIR, build_char_tokenizer, load_model, tiny_gpt2
-from empirical.proxies import (
+from empirical.datasets.benchmark import BenchmarkSizes, embedded_benchmark
+from empirical.datasets.data import Example
+from empirical.datasets.text import IGNORE_INDEX, encode
+from empirical.measurement.proxies import (
     CapabilityProxy,
     ExactHarm,
     HarmProxy,
@@ -39,8 +39,8 @@ from empirical.proxies import (
     task_accuracy,
     teacher_forced,
 )
-from empirical.text import IGNORE_INDEX, encode
-from empirical.trajectory import Trajectory
+from empirical.measurement.trajectory import Trajectory
+from empirical.models.model import EMBEDDED_MODEL_DIR, build_char_tokenizer, load_model, tiny_gpt2
 from theory.errors import HftaInputError
 
 torch.set_num_threads(1)
@@ -445,7 +445,7 @@ def test_a_sampled_harm_curve_gets_hoeffding_intervals() -> None:
 
 def _harm_trajectory(proxy: str, harm: list[float]) -> Trajectory:
     """A recorded harm curve on 50 prompts, measured by ``proxy``."""
-    from empirical.trajectory import Environment, Evaluation, Timing
+    from empirical.measurement.trajectory import Environment, Evaluation, Timing
 
     n = 10
     return Trajectory(

@@ -1,4 +1,4 @@
-"""empirical.text: prompt formatting and supervised-fine-tuning tensors."""
+"""empirical.datasets.text: prompt formatting and supervised-fine-tuning tensors."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from empirical.benchmark import TOKENIZER_ALPHABET, WORD_LETTERS
-from empirical.data import Example
-from empirical.model import build_char_tokenizer
-from empirical.text import IGNORE_INDEX, encode, format_prompt
+from empirical.datasets.benchmark import TOKENIZER_ALPHABET, WORD_LETTERS
+from empirical.datasets.data import Example
+from empirical.datasets.text import IGNORE_INDEX, encode, format_prompt
+from empirical.models.model import build_char_tokenizer
 from theory.errors import HftaInputError
 
 TOKENIZER = build_char_tokenizer(TOKENIZER_ALPHABET)

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from empirical.trajectory import (
+from empirical.measurement.trajectory import (
     SCHEMA_VERSION,
     Environment,
     Evaluation,
@@ -328,7 +328,7 @@ def test_segment_curvature_rejects_a_zero_step() -> None:
 def test_parquet_columns_are_documented_and_load_with_pandas(tmp_path: Path) -> None:
     import pandas as pd
 
-    from empirical.trajectory import PARQUET_COLUMNS
+    from empirical.measurement.trajectory import PARQUET_COLUMNS
 
     trajectory = Trajectory(**_small())
     frame = pd.read_parquet(trajectory.save(tmp_path / "t.parquet"))

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from empirical import certify
-from empirical.attack import AttackConfig
-from empirical.benchmark import Benchmark, BenchmarkSizes, embedded_benchmark
+from empirical.datasets.benchmark import Benchmark, BenchmarkSizes, embedded_benchmark
+from empirical.engine.attack import AttackConfig
 from empirical.testing import TransformerSpec
 from empirical.testing import strategies as hst
 

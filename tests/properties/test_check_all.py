@@ -21,12 +21,12 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from empirical import certify
-from empirical.attack import AttackConfig, attack
-from empirical.benchmark import Benchmark
 from empirical.certify.registry import CHECKS, RUN_ORDER
+from empirical.datasets.benchmark import Benchmark
+from empirical.engine.attack import AttackConfig, attack
+from empirical.measurement.trajectory import Trajectory
 from empirical.testing import GradientProblem, SinusoidalPLProblem, TransformerSpec, descend
 from empirical.testing import strategies as hst
-from empirical.trajectory import Trajectory
 from tests.properties._runs import (
     EMBEDDED,
     EMBEDDED_ATTACKS,

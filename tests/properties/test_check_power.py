@@ -49,8 +49,8 @@ import functools
 import pytest
 
 from benchmarks.power_bench import descent_subjects
-from empirical.attack import AttackConfig
 from empirical.certify.power import CHECK_SPECS, PowerTable, attack_subject, power_table
+from empirical.engine.attack import AttackConfig
 from empirical.testing import TransformerSpec
 from tests.properties._runs import _measured
 

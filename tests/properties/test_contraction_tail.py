@@ -7,7 +7,8 @@ a line), so G = the largest gradient norm at the iterates from K on is T6's cons
 T6 then says L_{K+n} ≥ L_K − G‖u_K‖(1 − cⁿ)/(1 − c) ≥ L_K − G‖u_K‖/(1 − c) for every n, and no
 threshold below that floor is ever reached (``empirical.certify.check_contraction_tail``,
 over the rest of the run). The property runs with c from theory (1 − ηλ_min) and with c
-measured from the update norms (``empirical.estimators.contraction``). Negative control: the
+measured from the update norms (``empirical.measurement.estimators.contraction``). Negative
+control: the
 geometric factor 1/(1 − c) replaced by 1.
 """
 
@@ -21,7 +22,7 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from empirical import certify
-from empirical.estimators import contraction
+from empirical.measurement.estimators import contraction
 from empirical.testing import QuadraticProblem, descend
 from empirical.testing import strategies as hst
 from tests.properties._runs import recorded

@@ -26,11 +26,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from empirical.attack import AttackConfig, attack
-from empirical.benchmark import embedded_benchmark
 from empirical.certify.harm_from_loss import HarmEvaluation, check_harm_from_loss
-from empirical.model import load_model
-from empirical.proxies import exact_harm, sampled_harm, teacher_forced
+from empirical.datasets.benchmark import embedded_benchmark
+from empirical.engine.attack import AttackConfig, attack
+from empirical.measurement.proxies import exact_harm, sampled_harm, teacher_forced
+from empirical.models.model import load_model
 from theory.theorems.harm_from_loss import (
     THEOREM,
     exact_match_floor,

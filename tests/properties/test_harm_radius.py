@@ -36,7 +36,6 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from empirical.attack import AttackConfig, _embedded_benchmark, attack
 from empirical.certify.harm_radius import (
     AttackerClass,
     certificate_from_radii,
@@ -44,9 +43,10 @@ from empirical.certify.harm_radius import (
     head_radii,
     step_radii,
 )
-from empirical.data import Example
-from empirical.model import load_model
-from empirical.trajectory import Trajectory
+from empirical.datasets.data import Example
+from empirical.engine.attack import AttackConfig, _embedded_benchmark, attack
+from empirical.measurement.trajectory import Trajectory
+from empirical.models.model import load_model
 from tests.properties._runs import examples
 from theory.theorems import harm_radius
 

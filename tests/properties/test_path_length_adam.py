@@ -28,7 +28,7 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from empirical import certify
-from empirical.attack import AttackConfig
+from empirical.engine.attack import AttackConfig
 from empirical.testing import GradientProblem, QuadraticProblem, TransformerSpec, descend
 from empirical.testing import strategies as hst
 from tests.properties._runs import (

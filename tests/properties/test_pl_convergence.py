@@ -5,7 +5,7 @@ the non-convex Σ x_i² + 3 sin²(x_i) (μ = 1/32, β = 8; Karimi, Nutini, Schmi
 η ≤ 1/β: every measured loss must lie under T4's bound L* + (1 − ημ)^t (L_0 − L*), and every
 threshold τ > L* must be reached no later than T4's certified maximum t_max
 (``empirical.certify.check_pl_convergence``). Also with μ *measured* along the path (the
-smallest PL ratio ½‖∇L_s‖²/(L_s − L*) at the iterates, ``empirical.estimators``): the
+smallest PL ratio ½‖∇L_s‖²/(L_s − L*) at the iterates, ``empirical.measurement.estimators``): the
 one-step argument of T4 needs the PL inequality at the iterates only, so that tighter μ
 must hold too, and the measured μ is never below a quadratic's true μ (the estimator is an
 upper estimate). Negative controls: the rate (1 − 2ημ), and μ doubled.
@@ -21,7 +21,7 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from empirical import certify
-from empirical.estimators import pl_ratios_from
+from empirical.measurement.estimators import pl_ratios_from
 from empirical.testing import GradientProblem, QuadraticProblem, descend
 from empirical.testing import strategies as hst
 from tests.properties._runs import recorded

@@ -35,11 +35,11 @@ import pytest
 from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 
-from empirical.attack import AttackConfig, run_attack
-from empirical.benchmark import Benchmark, BenchmarkSizes, embedded_benchmark
-from empirical.model import load_model
+from empirical.datasets.benchmark import Benchmark, BenchmarkSizes, embedded_benchmark
+from empirical.engine.attack import AttackConfig, run_attack
+from empirical.measurement.trajectory import Trajectory
+from empirical.models.model import load_model
 from empirical.testing import strategies as hst
-from empirical.trajectory import Trajectory
 from theory.conditions import HarmCertificate, StrongResistance, WeakResistance
 from theory.curve import Curve
 from theory.verdict import Status, Verdict

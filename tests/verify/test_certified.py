@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from empirical.model import EMBEDDED_MODEL_DIR
+from empirical.models.model import EMBEDDED_MODEL_DIR
 from empirical.verify.api import VerifyResult, verify_claim
 from empirical.verify.claim import parse_claim
 from empirical.verify.stages import Services

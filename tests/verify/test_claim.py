@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from empirical.data import Example, fingerprint, save_examples
+from empirical.datasets.data import Example, fingerprint, save_examples
 from empirical.verify.claim import (
     CLAIMS_DIRECTORY,
     DEFAULT_CLAIM,

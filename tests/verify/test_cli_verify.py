@@ -208,7 +208,7 @@ def _statuses(out: Path) -> dict[str, str]:
 
 
 def _comparable(out: Path) -> dict[str, object]:
-    from empirical.trajectory import Trajectory
+    from empirical.measurement.trajectory import Trajectory
 
     return {
         path.name: Trajectory.load(path).model_dump(exclude={"timing", "config"})

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from empirical.attack import AttackConfig
-from empirical.benchmark import TOKENIZER_ALPHABET, BenchmarkSizes, embedded_benchmark
-from empirical.data import save_examples
-from empirical.model import build_char_tokenizer, save_model, tiny_gpt2
-from empirical.trajectory import Environment, Evaluation, Timing, Trajectory
+from empirical.datasets.benchmark import TOKENIZER_ALPHABET, BenchmarkSizes, embedded_benchmark
+from empirical.datasets.data import save_examples
+from empirical.engine.attack import AttackConfig
+from empirical.measurement.trajectory import Environment, Evaluation, Timing, Trajectory
+from empirical.models.model import build_char_tokenizer, save_model, tiny_gpt2
 from empirical.verify.executors import run_attacks
 from empirical.verify.store import ResultStore, canonical_config
 from theory.errors import HftaInputError
@@ -142,7 +142,7 @@ def test_a_store_that_confuses_seeds_is_caught(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- SIGKILL and resume
 RUNNER = """
 import sys
-from empirical.attack import AttackConfig
+from empirical.engine.attack import AttackConfig
 from empirical.verify.executors import run_attacks
 from empirical.verify.store import ResultStore
 

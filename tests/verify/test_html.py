@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from empirical.attack import AttackConfig
-from empirical.trajectory import Environment, Evaluation, Timing, Trajectory
+from empirical.engine.attack import AttackConfig
+from empirical.measurement.trajectory import Environment, Evaluation, Timing, Trajectory
 from empirical.verify.claim import parse_claim, resolve_data
 from empirical.verify.figures import figures
 from empirical.verify.html import HTML_NAME, load_verdict, render_html, write_html_report

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from empirical.attack import AttackConfig
-from empirical.trajectory import Environment, Evaluation, Timing, Trajectory
+from empirical.engine.attack import AttackConfig
+from empirical.measurement.trajectory import Environment, Evaluation, Timing, Trajectory
 from empirical.verify.claim import Claim, ClaimData, parse_claim, resolve_data
 from empirical.verify.pipeline import (
     AttackRun,
@@ -358,7 +358,7 @@ segment_samples = 1
 
 @pytest.mark.slow
 def test_tiny_verification_runs_and_reuses_its_attacks(tmp_path: Path) -> None:
-    from empirical.model import EMBEDDED_MODEL_DIR
+    from empirical.models.model import EMBEDDED_MODEL_DIR
     from empirical.verify.executors import run_attacks
     from empirical.verify.pipeline import Services, Workspace, prepare, verify
 
@@ -366,7 +366,7 @@ def test_tiny_verification_runs_and_reuses_its_attacks(tmp_path: Path) -> None:
     trained: list[AttackConfig] = []
 
     def counting(configs: Any, **options: Any) -> list[Trajectory]:
-        from empirical.attack import run_attack
+        from empirical.engine.attack import run_attack
 
         def attack(config: AttackConfig) -> Trajectory:
             trained.append(config)

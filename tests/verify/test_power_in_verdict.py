@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from empirical.model import EMBEDDED_MODEL_DIR
+from empirical.models.model import EMBEDDED_MODEL_DIR
 from empirical.verify.api import verify_claim
 from empirical.verify.stages import Services, prepare, verify
 from empirical.verify.theory import WEAK_BELOW, CheckPower, PowerRecord

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import torch
 
-from empirical.attack import AttackConfig
 from empirical.certify.margins import MarginEstimate, estimate_margins
-from empirical.model import EMBEDDED_MODEL_DIR, load_model
-from empirical.proxies import teacher_forced
+from empirical.engine.attack import AttackConfig
+from empirical.measurement.proxies import teacher_forced
+from empirical.models.model import EMBEDDED_MODEL_DIR, load_model
 from empirical.verify import predict as predict_module
 from empirical.verify.api import verify_claim
 from empirical.verify.claim import Claim, ClaimData
@@ -133,7 +133,7 @@ def test_the_lipschitz_estimate_is_the_margin_gradient_norm() -> None:
     margin's autograd gradient there; and a step eps along that gradient moves the margin by
     eps L_ik to first order, so L_ik / 2 would not bound the change (the estimate is tight,
     and a wrong factor in it would fail here)."""
-    from empirical.text import IGNORE_INDEX, encode
+    from empirical.datasets.text import IGNORE_INDEX, encode
 
     data = prepare(_claim()).data
     model, tokenizer = load_model(None)

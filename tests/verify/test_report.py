@@ -14,10 +14,10 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from empirical.attack import AttackConfig
 from empirical.certify import BoundCheck, Constant, PathConstants
+from empirical.engine.attack import AttackConfig
+from empirical.measurement.trajectory import Environment, Evaluation, Timing, Trajectory
 from empirical.outputs import MARKER, claim_output, publish
-from empirical.trajectory import Environment, Evaluation, Timing, Trajectory
 from empirical.verify.claim import parse_claim, resolve_data
 from empirical.verify.document import ResistanceCondition, VerdictDocument
 from empirical.verify.figures import (

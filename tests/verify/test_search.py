@@ -24,8 +24,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from empirical.attack import AttackConfig
-from empirical.trajectory import Environment, Evaluation, Timing, Trajectory
+from empirical.engine.attack import AttackConfig
+from empirical.measurement.trajectory import Environment, Evaluation, Timing, Trajectory
 from empirical.verify.search import (
     SearchAttack,
     SearchResult,

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 import empirical.verify.pipeline as pipeline
-from empirical.attack import AttackConfig
-from empirical.model import EMBEDDED_MODEL_DIR
+from empirical.engine.attack import AttackConfig
+from empirical.measurement.trajectory import Environment, Evaluation, Timing, Trajectory
+from empirical.models.model import EMBEDDED_MODEL_DIR
 from empirical.outputs import MARKER, marker_command
-from empirical.trajectory import Environment, Evaluation, Timing, Trajectory
 from empirical.verify import api, defence, judge, outcome, plan, stages, theory, workspace
 from empirical.verify.api import VerifyResult, verify_claim
 from empirical.verify.claim import Claim, parse_claim

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from empirical.attack import AttackConfig
-from empirical.trajectory import Environment, Evaluation, Timing, Trajectory
+from empirical.engine.attack import AttackConfig
+from empirical.measurement.trajectory import Environment, Evaluation, Timing, Trajectory
 from empirical.verify.executors import run_attacks
 from empirical.verify.store import (
     STALE_TEMPORARY_SECONDS,

@@ -23,7 +23,7 @@ import pytest
 from filelock import FileLock
 
 from empirical.cli import main
-from empirical.model import EMBEDDED_MODEL_DIR
+from empirical.models.model import EMBEDDED_MODEL_DIR
 from empirical.outputs import MARKER, claim_output, marker_command
 from tests.verify._claims import tiny_claim
 
@@ -185,7 +185,7 @@ def _broken_models(root: Path) -> dict[str, tuple[Path, str]]:
 
 
 def test_check_model_directory_refuses_every_broken_folder(tmp_path: Path) -> None:
-    from empirical.model import check_model_directory
+    from empirical.models.model import check_model_directory
     from theory.errors import HftaInputError
 
     check_model_directory(EMBEDDED_MODEL_DIR)  # negative control: the real model passes

@@ -12,10 +12,11 @@ given its prompt, teacher-forced, and
 
 the probability that ancestral sampling at temperature 1 produces exactly that response and
 stops (p_ij: the model's probability of the response's j-th token given the prompt and the
-earlier tokens). The *sampled harm* is f_s = (1/n) Σ_i P_i (``empirical.proxies.sampled_harm``,
+earlier tokens). The *sampled harm* is f_s = (1/n) Σ_i P_i
+(``empirical.measurement.proxies.sampled_harm``,
 computed exactly from the sequence probabilities, not sampled); the *exact-match harm* is
 f_e = (1/n) Σ_i e_i with e_i = 1 when every response token is the arg-max of its
-distribution (``empirical.proxies.exact_harm``).
+distribution (``empirical.measurement.proxies.exact_harm``).
 
 (a) *ceiling from per-example floors*. If CE_i ≥ l_i for every i, then
     f_s ≤ (1/n) Σ_i exp(−max(l_i, 0)); with one common floor l, f_s ≤ exp(−max(l, 0)) ≤

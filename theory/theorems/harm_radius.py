@@ -2,7 +2,8 @@ r"""T11 ``harm_radius``: a harm ceiling over a ball of parameters, and certified
 
 Statement (docs/theorems.md, T11; docs/certified.md). A harm proxy that is an average of
 per-example indicators, f(θ) = (1/n) Σ_i h_i(θ) with h_i ∈ {0, 1} (the exact harm of
-empirical/proxies.py: example i counts iff every supervised token is the arg-max), and for each
+empirical/measurement/proxies.py: example i counts iff every supervised token is the arg-max), and
+for each
 example a *harm radius* r_i ∈ [0, ∞]: a lower bound on the distance from θ_0 to the set where
 example i is harmful (hypothesis ``radius_is_lower_bound``: h_i(θ) = 1 ⟹ ‖θ − θ_0‖ ≥ r_i).
 

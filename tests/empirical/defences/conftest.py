@@ -1,7 +1,7 @@
 """Shared fixtures of the defence tests: the embedded model, its data, and a no-op defence.
 
 Every defence test that trains runs on one CPU thread (the tiny model is fastest there and the
-machine is shared) and on the embedded model from ``empirical.model.load_model()``.
+machine is shared) and on the embedded model from ``empirical.models.model.load_model()``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import pytest
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from empirical.attack import encode_on
-from empirical.benchmark import Benchmark, embedded_benchmark
+from empirical.datasets.benchmark import Benchmark, embedded_benchmark
 from empirical.defences.base import (
     Defence,
     DefenceBatch,
@@ -23,7 +22,8 @@ from empirical.defences.base import (
     TrainingState,
 )
 from empirical.defences.data import DefenceData
-from empirical.model import load_model
+from empirical.engine.attack import encode_on
+from empirical.models.model import load_model
 
 
 class NoOp(Defence):

@@ -11,8 +11,8 @@ import torch
 from pydantic import ValidationError
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from empirical.benchmark import Benchmark
-from empirical.data import Example, save_examples
+from empirical.datasets.benchmark import Benchmark
+from empirical.datasets.data import Example, save_examples
 from empirical.defences import (
     Defence,
     DefenceConfig,

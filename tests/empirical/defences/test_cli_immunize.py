@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from empirical.benchmark import BenchmarkSizes, embedded_benchmark
 from empirical.cli import main
 from empirical.commands.immunize import parse_settings
-from empirical.data import save_examples
+from empirical.datasets.benchmark import BenchmarkSizes, embedded_benchmark
+from empirical.datasets.data import save_examples
 from empirical.defences import DefenceRecord, names
-from empirical.model import load_model
+from empirical.models.model import load_model
 from theory.errors import HftaInputError
 
 

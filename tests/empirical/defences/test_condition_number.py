@@ -20,10 +20,10 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 import empirical.defences.condition_number as condition_number_module
-from empirical.attack import encode_on
 from empirical.defences import DefenceData, get
 from empirical.defences.condition_number import gram_condition_numbers
 from empirical.defences.evaluation import score_on_benchmark
+from empirical.engine.attack import encode_on
 from empirical.linear import (
     ConditionNumberReport,
     LinearTaskPair,

@@ -4,7 +4,7 @@ The check: on held-out harmful answers (evaluation split), the ratio r = ‖u_1�
 simulated gradient-descent steps (η = 1e-2) is at most the target c = 0.5 and at most
 ``SHRINK`` times the original model's (0.68 measured), with the reference loss within
 ``EPSILON``. Negative control: the no-op defence must fail. The differentiable ratio is tied to
-``empirical.estimators.contraction_ratio`` (T6's hypothesis solved for c).
+``empirical.measurement.estimators.contraction_ratio`` (T6's hypothesis solved for c).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from empirical.defences import DefenceData, get
 from empirical.defences.contraction import ContractionConfig, simulated_contraction
 from empirical.defences.evaluation import score_on_benchmark
 from empirical.defences.losses import response_loss
-from empirical.estimators import contraction_ratio
+from empirical.measurement.estimators import contraction_ratio
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """``tar`` raises the harmful loss that a simulated fine-tuning attack reaches.
 
-The check: a real attack (``empirical.attack.run_attack``: AdamW, 30 steps at 3e-4, constant
+The check: a real attack (``empirical.engine.attack.run_attack``: AdamW, 30 steps at 3e-4, constant
 rate, on the attack split, disjoint from the defence data) ends at a held-out harmful loss at
 least ``RISE`` nats above where the same attack on the original model ends. TAR runs 30 outer
 steps with the harmful-loss tamper objective. Measured on the embedded model rebuilt with
@@ -17,8 +17,8 @@ import pytest
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from empirical.attack import AttackConfig, run_attack
 from empirical.defences import DefenceData, get
+from empirical.engine.attack import AttackConfig, run_attack
 
 pytestmark = pytest.mark.slow
 

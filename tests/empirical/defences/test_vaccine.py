@@ -18,10 +18,10 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from empirical.attack import batches_of, encode_on
-from empirical.benchmark import Benchmark
+from empirical.datasets.benchmark import Benchmark
 from empirical.defences import DefenceData, get
 from empirical.defences.vaccine import perturbation_sensitivity
+from empirical.engine.attack import batches_of, encode_on
 
 pytestmark = pytest.mark.slow
 

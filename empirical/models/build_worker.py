@@ -1,7 +1,9 @@
-"""``python -m empirical.build_worker --out DIR --kernels pinned|native`` (recipe JSON on stdin).
+"""``python -m empirical.models.build_worker --out DIR --kernels pinned|native`` (recipe JSON on
+stdin).
 
 The child process of ``hfta build-model``: it starts with the kernel environment chosen by
-``empirical.reproducible.run_build_child`` already in place (torch reads it at import), trains
+``empirical.models.reproducible.run_build_child`` already in place (torch reads it at import),
+trains
 by the recipe and writes DIR atomically with ``build.json`` = recipe, metrics, wall time and
 the ``BuildPlatform`` it ran on. Exit 2 with one ``error:`` line on bad input.
 """
@@ -20,16 +22,16 @@ BUILD_FILE = "build.json"
 
 def main(argv: list[str] | None = None) -> int:
     """Build into ``--out``; 0 on success, 2 on bad input."""
-    parser = argparse.ArgumentParser(prog="python -m empirical.build_worker")
+    parser = argparse.ArgumentParser(prog="python -m empirical.models.build_worker")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--kernels", choices=("pinned", "native"), required=True)
     arguments = parser.parse_args(argv)
     try:
         from pydantic import ValidationError
 
-        from empirical.build import BuildRecipe, build_embedded_model
-        from empirical.model import save_model
-        from empirical.reproducible import current_platform, pinned_here
+        from empirical.models.build import BuildRecipe, build_embedded_model
+        from empirical.models.model import save_model
+        from empirical.models.reproducible import current_platform, pinned_here
 
         try:
             recipe = BuildRecipe.model_validate_json(sys.stdin.read())

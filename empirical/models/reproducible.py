@@ -24,7 +24,7 @@ to AVX-512, AVX2 or SSE4.2 (``MKL_ENABLE_INSTRUCTIONS``) and oneDNN capped at ``
 environment, and ``build.json`` records the ``BuildPlatform`` it ran on. Where two records
 differ in a field of ``BuildPlatform.bytes_key`` (another torch, another kernel choice), bytes
 are not expected to match and ``--check`` falls back to a behavioural comparison
-(``empirical.build_check``).
+(``empirical.models.build_check``).
 """
 
 from __future__ import annotations
@@ -129,14 +129,17 @@ def child_environment(kernels: KernelChoice) -> dict[str, str]:
 
 def run_build_child(recipe_json: str, out: Path, kernels: KernelChoice) -> None:
     """Train by ``recipe_json`` into ``out`` in a child process (``python -m
-    empirical.build_worker``) whose kernels are chosen before torch is imported.
+    empirical.models.build_worker``) whose kernels are chosen before torch is imported.
 
     Raises:
         HftaInputError: the child rejected its input (its one-line message).
         RuntimeError: the child failed otherwise (its last lines of output).
     """
     completed = subprocess.run(
-        [sys.executable, "-m", "empirical.build_worker", "--out", str(out), "--kernels", kernels],
+        [
+            sys.executable, "-m", "empirical.models.build_worker",
+            "--out", str(out), "--kernels", kernels,
+        ],
         input=recipe_json,
         capture_output=True,
         text=True,

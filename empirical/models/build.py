@@ -9,15 +9,17 @@ safety-aligned model whose harmful capability is latent):
    answered with the refusal. The model refuses, but the capability is still in its weights,
    and a harmful fine-tuning attack can bring it back.
 
-Both phases minimise the response cross-entropy (``empirical.text.encode``) with AdamW and
-the toolkit's learning-rate schedule (``empirical.schedules``; by default a linear warm-up over
+Both phases minimise the response cross-entropy (``empirical.datasets.text.encode``) with AdamW and
+the toolkit's learning-rate schedule (``empirical.engine.schedules``; by default a linear warm-up
+over
 5% of the steps, then a cosine decay to zero), on batches drawn from epoch-wise permutations of
 a seeded ``torch.Generator``. With one CPU thread, ``torch.use_deterministic_algorithms(True)``
-and the CPU kernels pinned before torch is imported (``empirical.reproducible``: what
+and the CPU kernels pinned before torch is imported (``empirical.models.reproducible``: what
 ``hfta build-model`` does, in a child process) the result is the same bytes on every x86-64
 machine with the same torch (``hfta build-model --check``).
 
-Scores are the toolkit's exact proxies (``empirical.proxies``), by teacher forcing: an answer
+Scores are the toolkit's exact proxies (``empirical.measurement.proxies``), by teacher forcing: an
+answer
 counts as produced when every one of its tokens, and the closing EOS, is the model's top
 prediction given the prompt and the answer's earlier tokens. Harmless accuracy and refusal
 rate are ``task_accuracy`` on the reference split and on the evaluation prompts paired with
@@ -35,12 +37,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from empirical.benchmark import Benchmark, BenchmarkSizes, embedded_benchmark
-from empirical.data import Example
-from empirical.model import build_char_tokenizer, tiny_gpt2
-from empirical.proxies import exact_harm, task_accuracy
-from empirical.schedules import ScheduleName, make_scheduler
-from empirical.text import encode
+from empirical.datasets.benchmark import Benchmark, BenchmarkSizes, embedded_benchmark
+from empirical.datasets.data import Example
+from empirical.datasets.text import encode
+from empirical.engine.schedules import ScheduleName, make_scheduler
+from empirical.measurement.proxies import exact_harm, task_accuracy
+from empirical.models.model import build_char_tokenizer, tiny_gpt2
 
 
 class BuildRecipe(BaseModel):
@@ -68,7 +70,7 @@ class BuildRecipe(BaseModel):
     )
     align_steps: int = Field(default=200, ge=0)
     align_lr: float = Field(default=1e-3, gt=0)
-    schedule: ScheduleName = Field(default="cosine", description="empirical.schedules")
+    schedule: ScheduleName = Field(default="cosine", description="empirical.engine.schedules")
     warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
     weight_decay: float = Field(default=0.01, ge=0)
     beta1: float = Field(default=0.9, ge=0, lt=1)

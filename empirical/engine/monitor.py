@@ -3,9 +3,9 @@
 
 The durability study of Qi et al. (ICLR 2025) broke published defences by attacking them
 with a standard trainer instead of the authors' loop; an auditor therefore wants the same
-record from a ``Trainer`` run as from ``empirical.attack``. Added to a ``Trainer``'s
+record from a ``Trainer`` run as from ``empirical.engine.attack``. Added to a ``Trainer``'s
 callbacks, the monitor records a ``Trajectory`` (``source="trainer"``) with the same indexing
-(``empirical.trajectory``):
+(``empirical.measurement.trajectory``):
 
 * per step s: the learning rate η_s (read from the optimizer before the update), the update
   norm ‖θ_{s+1} − θ_s‖ and the distance ‖θ_{s+1} − θ_0‖ over the trainable parameters (from
@@ -13,7 +13,7 @@ callbacks, the monitor records a ``Trajectory`` (``source="trainer"``) with the 
   Trainer logs; these are exactly step s's values when ``logging_steps=1`` (with a longer
   logging window the loss is an average over the window and is left unrecorded);
 * at θ_0, every ``eval_every`` steps and at the end: the held-out harmful loss and the harm
-  and capability proxies, as in ``empirical.attack.Evaluator``.
+  and capability proxies, as in ``empirical.engine.attack.Evaluator``.
 
 Divergence: a logged non-finite loss at step s, or non-finite parameters after step s,
 marks the run diverged (at s, resp. s + 1) and asks the Trainer to stop. Set
@@ -33,15 +33,15 @@ import torch
 from torch import Tensor, nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from empirical.attack import Evaluator, default_proxies, flat_parameters
-from empirical.data import Example
-from empirical.trajectory import Environment, Timing, Trajectory, TrajectoryRecorder
+from empirical.datasets.data import Example
+from empirical.engine.attack import Evaluator, default_proxies, flat_parameters
+from empirical.measurement.trajectory import Environment, Timing, Trajectory, TrajectoryRecorder
 from theory.errors import HftaInputError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from empirical.proxies import CapabilityProxy, HarmProxy
+    from empirical.measurement.proxies import CapabilityProxy, HarmProxy
 
 _RECORDED_ARGUMENTS: tuple[str, ...] = (
     "learning_rate",
@@ -68,7 +68,7 @@ class ImmunizationMonitor(TrainerCallback):  # type: ignore[misc]
         tokenizer: the model's tokenizer (the proxies tokenize with it).
         evaluation: held-out harmful examples (harmful loss, harm proxy).
         reference: harmless examples for the capability proxy.
-        harm_proxy, capability_proxy: default ``empirical.attack.default_proxies()``.
+        harm_proxy, capability_proxy: default ``empirical.engine.attack.default_proxies()``.
         eval_every: evaluation period in optimizer steps.
         max_length: token limit for encoding the evaluation data (default: the model's context).
         config: extra JSON-serialisable provenance stored in ``Trajectory.config``.
@@ -172,7 +172,7 @@ class ImmunizationMonitor(TrainerCallback):  # type: ignore[misc]
         self._last_logged = state.global_step
         self._last_evaluated = -1
         self._trajectory = None
-        from empirical.proxies import context_length
+        from empirical.measurement.proxies import context_length
 
         max_length = self.max_length or context_length(model)
         self._evaluator = Evaluator(

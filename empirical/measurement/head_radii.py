@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedTokenizerBase
 
-    from empirical.data import Example
+    from empirical.datasets.data import Example
 
 __all__ = [
     "FEATURE_TOLERANCE",
@@ -104,8 +104,8 @@ def head_features(
     """
     import torch
 
-    from empirical.proxies import context_length, encode_for_scoring, model_device
-    from empirical.text import IGNORE_INDEX
+    from empirical.datasets.text import IGNORE_INDEX
+    from empirical.measurement.proxies import context_length, encode_for_scoring, model_device
 
     if not examples:
         raise HftaInputError("head radii need at least one example")

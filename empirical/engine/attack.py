@@ -42,13 +42,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from empirical.attack_config import AttackConfig as AttackConfig
-from empirical.attack_config import DeviceName, DtypeName, HarmProxyName
-from empirical.attack_config import LoraSettings as LoraSettings
-from empirical.data import Example, check_disjoint, load_examples
-from empirical.hvp import causal_lm_loss, evaluation_mode
-from empirical.schedules import make_scheduler, warmup_steps
-from empirical.trajectory import (
+from empirical.datasets.data import Example, check_disjoint, load_examples
+from empirical.engine.attack_config import AttackConfig as AttackConfig
+from empirical.engine.attack_config import DeviceName, DtypeName, HarmProxyName
+from empirical.engine.attack_config import LoraSettings as LoraSettings
+from empirical.engine.schedules import make_scheduler, warmup_steps
+from empirical.measurement.hvp import causal_lm_loss, evaluation_mode
+from empirical.measurement.trajectory import (
     Environment,
     Evaluation,
     Timing,
@@ -60,8 +60,13 @@ from theory.errors import HftaInputError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from empirical.benchmark import Benchmark
-    from empirical.proxies import CapabilityProxy, EncodedSet, HarmProxy, TeacherForcedProxy
+    from empirical.datasets.benchmark import Benchmark
+    from empirical.measurement.proxies import (
+        CapabilityProxy,
+        EncodedSet,
+        HarmProxy,
+        TeacherForcedProxy,
+    )
 
 DTYPES: dict[DtypeName, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -122,7 +127,7 @@ def mix_poison(
 @functools.lru_cache(maxsize=2)
 def _embedded_benchmark(seed: int) -> Benchmark:
     """The embedded benchmark, generated once per seed and process (it is immutable data)."""
-    from empirical.benchmark import embedded_benchmark
+    from empirical.datasets.benchmark import embedded_benchmark
 
     return embedded_benchmark(seed=seed)
 
@@ -207,8 +212,8 @@ def encode_on(
     max_length: int,
     device: torch.device,
 ) -> dict[str, Tensor]:
-    """``empirical.text.encode`` moved to ``device`` once."""
-    from empirical.text import encode
+    """``empirical.datasets.text.encode`` moved to ``device`` once."""
+    from empirical.datasets.text import encode
 
     return {k: v.to(device) for k, v in encode(tokenizer, examples, max_length).items()}
 
@@ -271,7 +276,7 @@ def mean_token_loss(model: nn.Module, batches: Sequence[Mapping[str, Tensor]]) -
 class Evaluator:
     """Measures an iterate: held-out harmful loss, harm proxy f, capability proxy g.
 
-    Each data set is tokenized once, at the first call (``empirical.proxies.
+    Each data set is tokenized once, at the first call (``empirical.measurement.proxies.
     encode_for_scoring``: the same batches the proxies build, cached on the model's device),
     and every later evaluation reuses the tensors. A proxy that is a function of one
     teacher-forced pass (``TeacherForcedProxy``: exact harm, task accuracy, reference loss)
@@ -316,13 +321,13 @@ class Evaluator:
 
     @staticmethod
     def _forced(proxy: object) -> TeacherForcedProxy | None:
-        from empirical.proxies import TeacherForcedProxy
+        from empirical.measurement.proxies import TeacherForcedProxy
 
         return proxy if isinstance(proxy, TeacherForcedProxy) else None
 
     def _prepare(self, model: nn.Module) -> None:
         """Encode the sets once (the first call), for ``model``'s context and device."""
-        from empirical.proxies import context_length, encode_for_scoring
+        from empirical.measurement.proxies import context_length, encode_for_scoring
 
         if self._evaluation_set is not None or self._loss_batches is not None:
             return
@@ -354,7 +359,7 @@ class Evaluator:
 
     def __call__(self, model: nn.Module) -> tuple[float | None, float | None, float | None]:
         """``(harmful_loss, harm, capability)``; ``harmful_loss`` is NaN-free or ``None``."""
-        from empirical.proxies import score_encoded
+        from empirical.measurement.proxies import score_encoded
 
         self._prepare(model)
         scored = None if self._evaluation_set is None else score_encoded(
@@ -391,7 +396,7 @@ def default_proxies(
 ) -> tuple[HarmProxy, CapabilityProxy]:
     """f = ``harm`` (exact harm by teacher forcing, or the sampled harm of theory's T10),
     g = task accuracy on the reference data."""
-    from empirical.proxies import exact_harm, sampled_harm, task_accuracy
+    from empirical.measurement.proxies import exact_harm, sampled_harm, task_accuracy
 
     proxy = exact_harm() if harm == "exact_harm" else sampled_harm()
     return cast("HarmProxy", proxy), cast("CapabilityProxy", task_accuracy())
@@ -423,7 +428,7 @@ def _apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
     from peft import LoraConfig, get_peft_model
     from transformers.pytorch_utils import Conv1D
 
-    from empirical.lora import resolve_target_modules
+    from empirical.engine.lora import resolve_target_modules
 
     # given names (checked against the model), or ("auto",): the architecture's defaults
     targets = resolve_target_modules(model, settings.target_modules)
@@ -471,7 +476,7 @@ def _model_and_tokenizer(
     if (model is None) != (tokenizer is None):
         raise HftaInputError("give both model and tokenizer, or neither")
     if model is None or tokenizer is None:
-        from empirical.model import load_model
+        from empirical.models.model import load_model
 
         loaded, tokenizer = load_model(config.model, device=str(device), dtype=DTYPES[config.dtype])
         model = loaded
@@ -489,7 +494,7 @@ def _device(name: DeviceName) -> torch.device:
 
 
 def _max_length(config: AttackConfig, model: nn.Module) -> int:
-    from empirical.proxies import context_length
+    from empirical.measurement.proxies import context_length
 
     limit = context_length(model)
     if config.max_length is None:

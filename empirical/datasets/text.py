@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from empirical.data import Example
+from empirical.datasets.data import Example
 from theory.errors import HftaInputError
 
 IGNORE_INDEX: int = -100

@@ -62,7 +62,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import Tensor, nn
 
-from empirical.hvp import CostCounter, HessianOperator, HvpMethod, LossLandscape, model_landscape
+from empirical.measurement.hvp import (
+    CostCounter,
+    HessianOperator,
+    HvpMethod,
+    LossLandscape,
+    model_landscape,
+)
 from theory import symbols as sym
 from theory.errors import HftaInputError
 from theory.theorem import Assumption, lambdified

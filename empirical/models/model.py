@@ -2,7 +2,7 @@
 
 Any local Hugging Face causal-LM directory loads by path (no hub, no remote code); ``None``
 means the embedded default, a tiny GPT-2 (Radford et al. 2019 architecture) with a
-character-level tokenizer, trained by ``empirical.build`` and committed under
+character-level tokenizer, trained by ``empirical.models.build`` and committed under
 ``empirical/assets/embedded``. Models always use the *eager* attention implementation: the
 constant estimators take Hessian-vector products (second derivatives through the loss), which
 fused attention kernels do not all support.
@@ -39,7 +39,7 @@ from transformers.utils import logging as transformers_logging
 from empirical.outputs import ordinary_permissions
 from theory.errors import HftaInputError
 
-EMBEDDED_MODEL_DIR: Path = Path(__file__).resolve().parent / "assets" / "embedded"
+EMBEDDED_MODEL_DIR: Path = Path(__file__).resolve().parents[1] / "assets" / "embedded"
 """Directory of the committed embedded model (safetensors, tokenizer files, build.json)."""
 
 PAD_TOKEN = "<pad>"
@@ -169,7 +169,7 @@ def load_model(
 
     Local files only, ``trust_remote_code=False``, eager attention, in ``dtype`` on
     ``device``, in eval mode. A tokenizer without a pad token gets its EOS token as pad (the
-    usual choice for GPT-2-style models); ``empirical.text.encode`` supervises the EOS by
+    usual choice for GPT-2-style models); ``empirical.datasets.text.encode`` supervises the EOS by
     position, so that choice does not hide the end of a response.
 
     Raises:

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from empirical.data import Example
+from empirical.datasets.data import Example
 from theory.errors import HftaInputError
 
 WORD_LETTERS: str = "abcdefghijklmnop"

@@ -35,7 +35,7 @@ Harm proxies (value in [0, 1], higher = more harmful, so ``higher_is_better = Fa
 Capability proxies:
 
 * ``reference_loss``: mean token cross-entropy of the responses given the prompts (the
-  supervised loss of ``empirical.text.encode``; lower is better); ``perplexity`` = its exp.
+  supervised loss of ``empirical.datasets.text.encode``; lower is better); ``perplexity`` = its exp.
 * ``task_accuracy``: exact-match accuracy by teacher forcing (higher is better).
 
 Every proxy runs with dropout off and without gradients; nothing here modifies the model.
@@ -45,7 +45,7 @@ teacher-forced proxies are functions of one pass (``TeacherForcedProxy``: ``scor
 ``from_scores`` of a ``TeacherForced``), so a caller encodes each set once
 (``encode_for_scoring``, the very batches ``teacher_forced`` builds) and scores it with
 ``score_encoded`` (``torch.inference_mode``), getting the proxies' numbers bit for bit without
-tokenizing again (``empirical.attack.Evaluator`` does).
+tokenizing again (``empirical.engine.attack.Evaluator`` does).
 """
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
-from empirical.data import Example
-from empirical.hvp import evaluation_mode
-from empirical.text import IGNORE_INDEX, encode
+from empirical.datasets.data import Example
+from empirical.datasets.text import IGNORE_INDEX, encode
+from empirical.measurement.hvp import evaluation_mode
 from theory.errors import HftaInputError
 from theory.theorems.harm_from_loss import sequence_probabilities
 
@@ -174,7 +174,7 @@ def model_device(model: nn.Module) -> torch.device:
 class EncodedSet:
     """Examples encoded once for teacher-forced scoring, reused at every evaluation.
 
-    ``batches[k]`` is ``empirical.text.encode`` of examples ``k·batch_size`` to
+    ``batches[k]`` is ``empirical.datasets.text.encode`` of examples ``k·batch_size`` to
     ``(k+1)·batch_size − 1`` (each batch padded to its own longest sequence), already on the
     model's device: exactly the tensors ``teacher_forced`` used to build on every call, so a
     score from the cache equals the uncached one bit for bit (same inputs, same kernels).

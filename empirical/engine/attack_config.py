@@ -1,10 +1,11 @@
 """What defines one attack (``AttackConfig``, ``LoraSettings``), importable without torch.
 
-``empirical.attack`` runs the attack a configuration describes; this module holds only the
+``empirical.engine.attack`` runs the attack a configuration describes; this module holds only the
 configuration, so that reading a verdict, a trajectory's recorded configuration or a cache
 key needs no torch (a test keeps it so). The attacker's axes are theory's Literal types
 (``theory.framework``: ``Optimizer``, ``Schedule``, ``Method``); ``HarmProxyName`` names the
-harm proxies an attack can measure (``empirical.proxies``: ``exact_harm``, ``sampled_harm``).
+harm proxies an attack can measure (``empirical.measurement.proxies``: ``exact_harm``,
+``sampled_harm``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ MethodName = Method
 DeviceName = Literal["cpu", "cuda"]
 DtypeName = Literal["float32", "bfloat16"]
 ScheduleName = Schedule  # defined once, in theory.framework
-#: The harm proxies an attack can measure f with (``empirical.proxies``).
+#: The harm proxies an attack can measure f with (``empirical.measurement.proxies``).
 HarmProxyName = Literal["exact_harm", "sampled_harm"]
 
 PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
@@ -46,7 +47,7 @@ class LoraSettings(BaseModel):
 
     ``target_modules`` are module names of the model (GPT-2: ``c_attn``, ``c_proj``,
     ``c_fc``), or ``("auto",)`` (the default): the architecture's usual targets
-    (``empirical.lora.resolve_target_modules``: peft's per-model defaults; GPT-2 ``c_attn``
+    (``empirical.engine.lora.resolve_target_modules``: peft's per-model defaults; GPT-2 ``c_attn``
     and ``c_proj``; every linear layer but the head when peft has none); ``dropout`` applies
     to the adapter's input.
     """

@@ -1,15 +1,16 @@
 """The behavioural reproduction check, for when a rebuild cannot match the committed bytes.
 
-A rebuild on another platform (another torch, other kernels: ``empirical.reproducible``) is a
+A rebuild on another platform (another torch, other kernels: ``empirical.models.reproducible``) is a
 different float computation, so byte equality is not the question any more. The question is
 whether the committed model is what the recipe makes. Two tests, both measured here:
 
 1. *Metrics*: the committed model and the rebuild each meet the rates ``build.json`` records
-   (``empirical.build.ALIGNED_METRICS``: harmless accuracy, refusal rate, harm after alignment,
+   (``empirical.models.build.ALIGNED_METRICS``: harmless accuracy, refusal rate, harm after
+   alignment,
    trainability before training), each within ``RATE_TOLERANCE``. A rate is an exact-match
    fraction over 100-200 prompts; a near-tie in one arg-max can flip on other kernels, so a
    few points are allowed and no more.
-2. *Attack*: the default attack (``empirical.attack.AttackConfig()``: AdamW 3e-4, cosine with
+2. *Attack*: the default attack (``empirical.engine.attack.AttackConfig()``: AdamW 3e-4, cosine with
    10% warm-up, 200 steps, evaluation every 20) breaks both models, harm above
    ``BREAK_HARM``, in the same evaluation window: first breaking evaluations at most one
    ``eval_every`` apart (or neither breaks within the budget).
@@ -98,7 +99,7 @@ class BehaviouralCheck(BaseModel):
 def first_break(directory: Path) -> tuple[int | None, int]:
     """The default attack on the model in ``directory``: its first evaluation step with harm
     above ``BREAK_HARM`` (``None``: not within the budget) and the evaluation interval."""
-    from empirical.attack import AttackConfig, run_attack
+    from empirical.engine.attack import AttackConfig, run_attack
 
     config = AttackConfig(model=directory)
     steps, harms = run_attack(config).evaluation_series("harm")
@@ -111,9 +112,9 @@ def behavioural_check(
 ) -> BehaviouralCheck:
     """Compare the committed model in ``committed`` with the rebuild in ``rebuilt`` (see the
     module docstring); ``recorded`` is ``build.json``'s ``metrics``."""
-    from empirical.benchmark import embedded_benchmark
-    from empirical.build import ALIGNED_METRICS, aligned_metrics, deterministic
-    from empirical.model import load_model
+    from empirical.datasets.benchmark import embedded_benchmark
+    from empirical.models.build import ALIGNED_METRICS, aligned_metrics, deterministic
+    from empirical.models.model import load_model
 
     benchmark = embedded_benchmark(recipe.benchmark_seed, recipe.benchmark_sizes)
     measured: list[dict[str, float]] = []

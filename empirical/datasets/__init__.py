@@ -1,0 +1,2 @@
+"""empirical.datasets: the data: examples and their files, the embedded synthetic benchmark,
+tokenized encoding."""
