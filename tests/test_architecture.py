@@ -143,3 +143,21 @@ def test_reading_a_verdict_needs_no_torch(module: str) -> None:
 @pytest.mark.negative_control
 def test_the_torch_import_check_can_fail() -> None:
     assert "torch" in _modules_after_import("empirical.engine.attack")
+
+
+def test_attacks_take_their_inputs_as_one_bundle() -> None:
+    """``attack``, ``run_attack`` and ``attack_and_measure`` share one keyword signature for
+    what an attack is given (``AttackInputs``, as ``**inputs``), written once."""
+    import inspect
+
+    from empirical.certify.capture import attack_and_measure
+    from empirical.engine.attack import AttackInputs, attack, run_attack
+
+    fields = set(AttackInputs.__optional_keys__)
+    assert fields == {
+        "model", "tokenizer", "data", "evaluation", "reference", "harm_proxy", "capability_proxy"
+    }
+    for function in (attack, run_attack, attack_and_measure):
+        parameters = inspect.signature(function).parameters
+        assert not fields & set(parameters), function.__name__
+        assert parameters["inputs"].kind is inspect.Parameter.VAR_KEYWORD, function.__name__

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from empirical.certify.constants import LANCZOS_TOLERANCE, measure_constants
 from empirical.certify.records import BoundCheck, PathConstants
@@ -30,9 +30,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from empirical.datasets.data import Example
-    from empirical.engine.attack import AttackConfig
+    from empirical.engine.attack import AttackConfig, AttackInputs
     from empirical.measurement.hvp import LossLandscape
-    from empirical.measurement.proxies import CapabilityProxy, HarmProxy
 
 __all__ = ["IterateCapture", "MeasuredAttack", "attack_and_measure"]
 
@@ -126,23 +125,18 @@ def _probe_batch(
 def attack_and_measure(
     config: AttackConfig,
     *,
-    model: nn.Module | None = None,
-    tokenizer: PreTrainedTokenizerBase | None = None,
-    data: Sequence[Example] | None = None,
-    evaluation: Sequence[Example] | None = None,
-    reference: Sequence[Example] | None = None,
-    harm_proxy: HarmProxy | None = None,
-    capability_proxy: CapabilityProxy | None = None,
     beta_every: int = 1,
     segment_samples: int = 4,
     lanczos_tolerance: float = LANCZOS_TOLERANCE,
     contraction_start: int | None = None,
     float64: bool = False,
     refine: float | None = None,
+    **inputs: Unpack[AttackInputs],
 ) -> MeasuredAttack:
-    """Run ``empirical.engine.attack.attack`` with its iterates captured (``IterateCapture``), then
-    ``measure_constants`` on the probe loss along the path (arguments as for ``attack``;
-    ``config.probe`` or ``config.record_curvature`` must be on); ``float64``: evaluate the
+    """Run ``empirical.engine.attack.attack`` with its iterates captured (``IterateCapture``),
+    then ``measure_constants`` on the probe loss along the path (``inputs`` as for ``attack``:
+    ``AttackInputs``; ``config.probe`` or ``config.record_curvature`` must be on);
+    ``float64``: evaluate the
     probe columns again in float64 for the checks (``MeasuredAttack.checked``); ``refine``:
     sample β densely until stable (``measure_constants``)."""
     from empirical.engine.attack import attack
@@ -150,6 +144,7 @@ def attack_and_measure(
 
     if not config.probing:
         raise HftaInputError("bound checks need the probe: set probe=True in the attack config")
+    model, tokenizer = inputs.get("model"), inputs.get("tokenizer")
     if (model is None) != (tokenizer is None):
         raise HftaInputError("give both model and tokenizer, or neither")
     if model is None or tokenizer is None:
@@ -160,20 +155,18 @@ def attack_and_measure(
             config.model, device=config.device, dtype=DTYPES[config.dtype]
         )
     capture = IterateCapture()
-    outcome = attack(
-        config,
-        model=model,
-        tokenizer=tokenizer,
-        data=data,
-        evaluation=evaluation,
-        reference=reference,
-        harm_proxy=harm_proxy,
-        capability_proxy=capability_proxy,
-        on_iterate=capture,
-    )
+    given: AttackInputs = {**inputs, "model": model, "tokenizer": tokenizer}
+    outcome = attack(config, on_iterate=capture, **given)
     trajectory = outcome.trajectory
     iterates = capture.iterates(trajectory)
-    batch = _probe_batch(config, tokenizer, outcome.model, data, evaluation, reference)
+    batch = _probe_batch(
+        config,
+        tokenizer,
+        outcome.model,
+        inputs.get("data"),
+        inputs.get("evaluation"),
+        inputs.get("reference"),
+    )
     landscape = model_landscape(outcome.model, batch, trainable_only=True)
     constants = measure_constants(
         trajectory,

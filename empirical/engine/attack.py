@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack, cast
 
 import numpy as np
 import torch
@@ -579,60 +579,63 @@ def select_probe(train: dict[str, Tensor], config: AttackConfig) -> dict[str, Te
 
 
 # ---------------------------------------------------------------------- the attack
+class AttackInputs(TypedDict, total=False):
+    """What an attack may be given besides its configuration: the one keyword signature of
+    ``attack``, ``run_attack`` and ``empirical.certify.attack_and_measure`` (``**inputs``).
+
+    ``model``/``tokenizer``: ``None`` loads ``config.model`` (the embedded model by default);
+    a given model is deep-copied first. ``data``/``evaluation``/``reference`` override the
+    config's data (see ``resolve_data``). ``harm_proxy``/``capability_proxy`` default to
+    ``default_proxies(config.harm_proxy)``.
+    """
+
+    model: nn.Module | None
+    tokenizer: PreTrainedTokenizerBase | None
+    data: Sequence[Example] | None
+    evaluation: Sequence[Example] | None
+    reference: Sequence[Example] | None
+    harm_proxy: HarmProxy | None
+    capability_proxy: CapabilityProxy | None
+
+
 def run_attack(
     config: AttackConfig,
     *,
-    model: nn.Module | None = None,
-    tokenizer: PreTrainedTokenizerBase | None = None,
-    data: Sequence[Example] | None = None,
-    evaluation: Sequence[Example] | None = None,
-    reference: Sequence[Example] | None = None,
-    harm_proxy: HarmProxy | None = None,
-    capability_proxy: CapabilityProxy | None = None,
     on_evaluation: EvaluationHook | None = None,
+    **inputs: Unpack[AttackInputs],
 ) -> Trajectory:
     """Run the attack of ``config`` and return its measured trajectory (see ``attack``)."""
-    return attack(
-        config,
-        model=model,
-        tokenizer=tokenizer,
-        data=data,
-        evaluation=evaluation,
-        reference=reference,
-        harm_proxy=harm_proxy,
-        capability_proxy=capability_proxy,
-        on_evaluation=on_evaluation,
-    ).trajectory
+    return attack(config, on_evaluation=on_evaluation, **inputs).trajectory
 
 
 def attack(
     config: AttackConfig,
     *,
-    model: nn.Module | None = None,
-    tokenizer: PreTrainedTokenizerBase | None = None,
-    data: Sequence[Example] | None = None,
-    evaluation: Sequence[Example] | None = None,
-    reference: Sequence[Example] | None = None,
-    harm_proxy: HarmProxy | None = None,
-    capability_proxy: CapabilityProxy | None = None,
     on_evaluation: EvaluationHook | None = None,
     on_iterate: IterateHook | None = None,
+    **inputs: Unpack[AttackInputs],
 ) -> AttackOutcome:
     """Fine-tune on harmful data for ``config.budget_steps`` steps, measuring every step.
 
-    ``model``/``tokenizer``: ``None`` loads ``config.model`` (the embedded model by default);
-    a given model is deep-copied first. ``data``/``evaluation``/``reference`` override the
-    config's data (see ``resolve_data``). Proxies default to ``default_proxies(config.harm_proxy)``.
-    ``on_evaluation`` is called with every recorded ``Evaluation``; when it returns True the
-    attack stops there (``Trajectory.stopped_early``; a hyperparameter search prunes with it).
-    ``on_iterate`` is called with every iterate (s, θ_s) (``IterateHook``).
+    ``inputs``: the model, tokenizer, data and proxies to use instead of the config's
+    (``AttackInputs``). ``on_evaluation`` is called with every recorded ``Evaluation``; when
+    it returns True the attack stops there (``Trajectory.stopped_early``; a hyperparameter
+    search prunes with it). ``on_iterate`` is called with every iterate (s, θ_s)
+    (``IterateHook``).
 
     Raises:
         HftaInputError: unusable model, tokenizer, data or device (one clear message).
     """
     started = time.perf_counter()
     device = _device(config.device)
-    splits = resolve_data(config, data=data, evaluation=evaluation, reference=reference)
+    model, tokenizer = inputs.get("model"), inputs.get("tokenizer")
+    harm_proxy, capability_proxy = inputs.get("harm_proxy"), inputs.get("capability_proxy")
+    splits = resolve_data(
+        config,
+        data=inputs.get("data"),
+        evaluation=inputs.get("evaluation"),
+        reference=inputs.get("reference"),
+    )
     if harm_proxy is None or capability_proxy is None:
         default_harm, default_capability = default_proxies(config.harm_proxy)
         harm_proxy = harm_proxy or default_harm
