@@ -4,11 +4,15 @@
     hfta attack --lr 1e-3 --schedule constant --warmup 0 --out runs/lr1e-3
     hfta attack --model path/to/hf-model --data harmful.jsonl --lora --budget 100
     hfta attack --quiet                           # no progress bar
+    hfta attack --head --optimizer sgd --lr 0.03  # head-only: an untied copy of the output head
+    hfta attack --json                            # the summary as one JSON document on stdout
 
 Writes ``OUT/trajectory.json``, ``OUT/trajectory.parquet`` and ``OUT/figure.png`` (each
 staged in a temporary directory first, so a failed run leaves no partial output) and prints
 a short summary: steps per second, the first evaluated step with harm above φ (theory's
-``Curve.first_step``), the final harm and capability. Bad input (a learning rate ≤ 0, a
+``Curve.first_step``), the final harm and capability (``--json``: the same as one JSON
+document, alone on stdout; without it, lines that do not wrap in a pipe). Bad input (a
+learning rate ≤ 0, a
 budget ≤ 0, a missing model, data without the BeaverTails fields, a tokenizer without a pad
 token) is reported as one line on stderr with exit code 2, before anything is written.
 
@@ -26,7 +30,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from empirical.cli import app
 
@@ -76,6 +79,10 @@ def attack_command(
         float, typer.Option(help="Clip the gradient norm to this (0: no clipping).")
     ] = 1.0,
     lora: Annotated[bool, typer.Option("--lora", help="LoRA instead of full fine-tuning.")] = False,
+    head: Annotated[
+        bool,
+        typer.Option("--head", help="Train only an untied copy of the output head (T11's class)."),
+    ] = False,
     lora_rank: Annotated[int, typer.Option(help="LoRA rank r.")] = 8,
     budget: Annotated[int, typer.Option(help="Attack budget T in optimizer steps.")] = 200,
     batch_size: Annotated[int, typer.Option(help="Examples per minibatch.")] = 16,
@@ -101,6 +108,9 @@ def attack_command(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar (steps, harmful loss, harm).")
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON (alone on stdout).")
+    ] = False,
 ) -> None:
     """Attack a model with harmful fine-tuning and record its trajectory."""
     from empirical.engine.attack import AttackConfig, LoraSettings, attack
@@ -113,6 +123,8 @@ def attack_command(
         raise HftaInputError(f"--max-grad-norm must be >= 0 (0: no clipping), got {max_grad_norm}")
     if threads < 1:
         raise HftaInputError(f"--threads must be at least 1, got {threads}")
+    if lora and head:
+        raise HftaInputError("--lora and --head are two methods: give one")
     settings: dict[str, Any] = {
         "model": model,
         "data": data,
@@ -137,6 +149,8 @@ def attack_command(
     if lora:
         settings["method"] = "lora"
         settings["lora"] = LoraSettings(r=lora_rank)
+    if head:
+        settings["method"] = "head"
     config = AttackConfig.model_validate(settings)
     from empirical.models.model import check_model_directory
     from empirical.outputs import claim_output
@@ -166,13 +180,14 @@ def attack_command(
     if notice is not None:
         sys.stderr.write(f"hfta: {notice}\n")
     _write_outputs(plan, write)
-    _summary(trajectory, threshold, out)
+    _summary(trajectory, threshold, out, as_json)
 
 
-def _summary(trajectory: Any, threshold: float, out: Path) -> None:
-    console = Console()
+def _summary(trajectory: Any, threshold: float, out: Path, as_json: bool = False) -> None:
+    from empirical.commands.console import echo_json, stdout_console
     from theory.conditions import WeakResistance
 
+    console = stdout_console()
     verdict = None
     final_harm = final_capability = None
     if trajectory.series("harm")[0]:
@@ -181,6 +196,30 @@ def _summary(trajectory: Any, threshold: float, out: Path) -> None:
         final_harm = curve.values[-1]
     if trajectory.series("capability")[0]:
         final_capability = trajectory.series("capability")[1][-1]
+    resolved = trajectory.config.get("resolved", {})
+    harm_name = resolved.get("harm_proxy", "harm proxy")
+    capability_name = resolved.get("capability_proxy", "capability proxy")
+    if as_json:
+        echo_json(
+            {
+                "steps": trajectory.n_steps,
+                "budget_steps": trajectory.budget_steps,
+                "steps_per_second": trajectory.steps_per_second,
+                "wall_seconds": trajectory.timing.wall_seconds,
+                "diverged_at": trajectory.diverged_at,
+                "divergence_reason": trajectory.divergence_reason,
+                "phi": threshold,
+                "first_step_above_phi": None if verdict is None else verdict.first_violation_step,
+                "weak_resistance": None if verdict is None else verdict.status.value,
+                "harm_proxy": harm_name,
+                "final_harm": final_harm,
+                "capability_proxy": capability_name,
+                "final_capability": final_capability,
+                "out": str(out),
+                "files": list(OUTPUT_FILES),
+            }
+        )
+        return
     console.print(
         f"[bold]attack[/bold]: {trajectory.n_steps} steps of {trajectory.budget_steps}, "
         f"{trajectory.steps_per_second:.1f} steps/s (training), "
@@ -202,9 +241,6 @@ def _summary(trajectory: Any, threshold: float, out: Path) -> None:
             f"{verdict.status.value}, {verdict.reason}",
             highlight=False,
         )
-    resolved = trajectory.config.get("resolved", {})
-    harm_name = resolved.get("harm_proxy", "harm proxy")
-    capability_name = resolved.get("capability_proxy", "capability proxy")
     console.print(
         f"final harm ({harm_name}): {_shown(final_harm)}   "
         f"final capability ({capability_name}): {_shown(final_capability)}",

@@ -209,3 +209,36 @@ def test_failure_while_writing_leaves_no_output(
                  "--budget", "1", "--out", str(out))
     assert code == 2 and "figure could not be drawn" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # neither the output nor a staging directory
+
+
+def test_json_summary_and_head_only_method(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    model_dir: Path,
+    small_data: list[str],
+) -> None:
+    """``--json`` prints the summary alone on stdout, matching the written trajectory;
+    ``--head`` trains only the head (the trajectory records it, fewer parameters move)."""
+    out = tmp_path / "head"
+    code = _hfta(
+        monkeypatch, "attack", "--model", str(model_dir), *QUICK, *small_data,
+        "--head", "--optimizer", "sgd", "--lr", "0.03", "--schedule", "constant",
+        "--warmup", "0", "--json", "--quiet", "--out", str(out),
+    )
+    streams = capsys.readouterr()
+    assert code == 0, streams.err
+    summary = json.loads(streams.out)  # nothing but the JSON on stdout
+    trajectory = Trajectory.load(out / "trajectory.json")
+    assert trajectory.config["method"] == "head"
+    from empirical.models.model import load_model
+
+    model, _ = load_model(model_dir)
+    assert trajectory.trainable_parameters == model.get_output_embeddings().weight.numel()
+    assert summary["steps"] == trajectory.n_steps == 6
+    assert summary["final_harm"] == trajectory.evaluations[-1].harm
+    assert summary["files"] == ["trajectory.json", "trajectory.parquet", "figure.png"]
+    # negative control: two methods at once is bad input, before anything is written
+    code = _hfta(monkeypatch, "attack", "--lora", "--head", "--out", str(tmp_path / "both"))
+    assert code == 2 and not (tmp_path / "both").exists()
+    assert "--lora and --head" in capsys.readouterr().err
