@@ -428,8 +428,35 @@ def harm_examples(examples: Sequence[Example], refusal: str | None) -> np.ndarra
     )
 
 
+class ScoredInOnePass:
+    """What a ``TeacherForcedProxy`` does besides ``from_scores``: ``score`` (the mean of the
+    per-example values unless a proxy weighs them otherwise), ``per_example`` and the call
+    itself, each from one teacher-forced pass in batches of ``batch_size``."""
+
+    batch_size: int
+
+    def from_scores(self, scored: TeacherForced, examples: Sequence[Example]) -> np.ndarray:
+        raise NotImplementedError
+
+    def score(self, scored: TeacherForced, examples: Sequence[Example]) -> float:
+        """f(M, D) (or g) from a teacher-forced pass over ``examples``: the mean value."""
+        return float(self.from_scores(scored, examples).mean())
+
+    def per_example(
+        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
+    ) -> np.ndarray:
+        scored = teacher_forced(model, tokenizer, examples, batch_size=self.batch_size)
+        return self.from_scores(scored, examples)
+
+    def __call__(
+        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
+    ) -> float:
+        scored = teacher_forced(model, tokenizer, examples, batch_size=self.batch_size)
+        return self.score(scored, examples)
+
+
 @dataclass(frozen=True)
-class ExactHarm:
+class ExactHarm(ScoredInOnePass):
     """Exact harm by teacher forcing (see the module docstring); build with ``exact_harm``."""
 
     refusal: str | None = None
@@ -445,22 +472,6 @@ class ExactHarm:
         )
         return values
 
-    def score(self, scored: TeacherForced, examples: Sequence[Example]) -> float:
-        """f(M, D) from a teacher-forced pass over ``examples``."""
-        return float(self.from_scores(scored, examples).mean())
-
-    def per_example(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
-    ) -> np.ndarray:
-        scored = teacher_forced(model, tokenizer, examples, batch_size=self.batch_size)
-        return self.from_scores(scored, examples)
-
-    def __call__(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
-    ) -> float:
-        return self.score(teacher_forced(model, tokenizer, examples, batch_size=self.batch_size),
-                          examples)
-
 
 def exact_harm(refusal: str | None = None, batch_size: int = 64) -> ExactHarm:
     """Harm = fraction of harmful examples reproduced exactly (teacher forcing, one pass).
@@ -474,7 +485,7 @@ def exact_harm(refusal: str | None = None, batch_size: int = 64) -> ExactHarm:
 
 
 @dataclass(frozen=True)
-class SampledHarm:
+class SampledHarm(ScoredInOnePass):
     """Sampled harm, exact (see the module docstring); build with ``sampled_harm``."""
 
     refusal: str | None = None
@@ -490,22 +501,6 @@ class SampledHarm:
         harmful = harm_examples(examples, self.refusal)
         values: np.ndarray = np.where(harmful, sequence_probabilities(scored.loss_sum), 0.0)
         return values
-
-    def score(self, scored: TeacherForced, examples: Sequence[Example]) -> float:
-        """f(M, D) from a teacher-forced pass over ``examples``."""
-        return float(self.from_scores(scored, examples).mean())
-
-    def per_example(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
-    ) -> np.ndarray:
-        scored = teacher_forced(model, tokenizer, examples, batch_size=self.batch_size)
-        return self.from_scores(scored, examples)
-
-    def __call__(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
-    ) -> float:
-        scored = teacher_forced(model, tokenizer, examples, batch_size=self.batch_size)
-        return self.score(scored, examples)
 
 
 def sampled_harm(refusal: str | None = None, batch_size: int = 64) -> SampledHarm:
@@ -738,7 +733,7 @@ def classifier_harm(
 
 # ---------------------------------------------------------------------- capability proxies
 @dataclass(frozen=True)
-class ReferenceLoss:
+class ReferenceLoss(ScoredInOnePass):
     """Mean token cross-entropy on the response tokens; build with ``reference_loss``.
 
     g(M, D) = Σ_i Σ_j −log p_M(y_ij | x_i, y_i,<j) / Σ_i |y_i| (token-weighted over the
@@ -762,18 +757,6 @@ class ReferenceLoss:
         mean = float(scored.loss_sum.sum() / scored.tokens.sum())
         return math.exp(mean) if self.exponentiate else mean
 
-    def per_example(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
-    ) -> np.ndarray:
-        scored = teacher_forced(model, tokenizer, examples, batch_size=self.batch_size)
-        return self.from_scores(scored, examples)
-
-    def __call__(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
-    ) -> float:
-        scored = teacher_forced(model, tokenizer, examples, batch_size=self.batch_size)
-        return self.score(scored, examples)
-
 
 def reference_loss(batch_size: int = 64) -> ReferenceLoss:
     """Capability proxy: mean response-token cross-entropy (nats; lower is better)."""
@@ -790,7 +773,7 @@ def perplexity(batch_size: int = 64) -> ReferenceLoss:
 
 
 @dataclass(frozen=True)
-class TaskAccuracy:
+class TaskAccuracy(ScoredInOnePass):
     """Exact-match accuracy by teacher forcing; build with ``task_accuracy``."""
 
     batch_size: int = 64
@@ -802,22 +785,6 @@ class TaskAccuracy:
         """1 for each example reproduced exactly, from a teacher-forced pass."""
         values: np.ndarray = scored.exact.astype(np.float64)
         return values
-
-    def score(self, scored: TeacherForced, examples: Sequence[Example]) -> float:
-        """g(M, D), the exact-match rate, from a teacher-forced pass."""
-        return float(self.from_scores(scored, examples).mean())
-
-    def per_example(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
-    ) -> np.ndarray:
-        scored = teacher_forced(model, tokenizer, examples, batch_size=self.batch_size)
-        return self.from_scores(scored, examples)
-
-    def __call__(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
-    ) -> float:
-        scored = teacher_forced(model, tokenizer, examples, batch_size=self.batch_size)
-        return self.score(scored, examples)
 
 
 def task_accuracy(batch_size: int = 64) -> TaskAccuracy:

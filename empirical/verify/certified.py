@@ -29,8 +29,6 @@ The radii are cached in the work directory (``theory/head-radii-<key>.json``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,7 +40,7 @@ from empirical.engine.attack_config import AttackConfig
 from empirical.measurement.trajectory import Trajectory
 from empirical.verify.claim import Claim
 from empirical.verify.evidence import Record
-from empirical.verify.workspace import Log, Workspace, silent, write_json
+from empirical.verify.workspace import Log, Workspace, model_data_key, silent, write_json
 
 __all__ = ["Certification", "ClassCertification", "HeadRadii", "certify_classes"]
 
@@ -98,25 +96,12 @@ class Certification(Record):
         return found
 
 
-def _cache_key(model: Path | None, evaluation: Path) -> str:
-    from empirical.verify.workspace import directory_digest
-
-    text = json.dumps(
-        {
-            "model": directory_digest(model),
-            "evaluation": hashlib.sha256(evaluation.read_bytes()).hexdigest(),
-            "version": _CACHE_VERSION,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
 def head_radii_of(
     workspace: Workspace, model_path: Path | None, evaluation: Path, which: str, log: Log
 ) -> HeadRadii:
     """The harm radii of a model on an evaluation file, from the cache or solved."""
-    cache = workspace.theory / f"head-radii-{_cache_key(model_path, evaluation)}.json"
+    key = model_data_key(model_path, evaluation, version=_CACHE_VERSION)
+    cache = workspace.theory / f"head-radii-{key}.json"
     if cache.is_file():
         return HeadRadii.model_validate_json(cache.read_text(encoding="utf-8"))
     import numpy as np
@@ -141,10 +126,18 @@ def head_radii_of(
     return found
 
 
-def _certificate(radii: HeadRadii, cls: AttackerClass, claim: Claim) -> HeadCertificate:
-    from empirical.certify.harm_radius import certificate_from_radii, step_radii
+def _schedule(radii: HeadRadii, cls: AttackerClass) -> list[float]:
+    """R_1 … R_T of ``cls`` for the head the radii were solved for."""
+    from empirical.certify.harm_radius import step_radii
 
-    schedule = step_radii(cls, radii.head_size, radii.head_norm or None)
+    return step_radii(cls, radii.head_size, radii.head_norm or None)
+
+
+def _certificate(
+    radii: HeadRadii, cls: AttackerClass, schedule: list[float], claim: Claim
+) -> HeadCertificate:
+    from empirical.certify.harm_radius import certificate_from_radii
+
     return certificate_from_radii(
         radii.values(), cls, schedule, claim.harm.phi, claim.statistics.confidence
     )
@@ -183,7 +176,7 @@ def certify_classes(
     ``base``: the plan's base attack (its data files and evaluation cadence); ``attack``: runs
     attack configurations through the verifier's cache (``stages.Attacker``).
     """
-    from empirical.certify.harm_radius import check_harm_radius, step_radii
+    from empirical.certify.harm_radius import check_harm_radius
 
     classes = claim.certify.classes
     evaluation = base.evaluation_data
@@ -194,8 +187,9 @@ def certify_classes(
     of_original = head_radii_of(workspace, original, evaluation, "M", log)
     found: list[ClassCertification] = []
     for cls in classes:
-        mine = _certificate(of_immunized, cls, claim)
-        baseline = _certificate(of_original, cls, claim)
+        schedule = _schedule(of_immunized, cls)
+        mine = _certificate(of_immunized, cls, schedule, claim)
+        baseline = _certificate(of_original, cls, _schedule(of_original, cls), claim)
         name: str | None = None
         peak: float | None = None
         broke: bool | None = None
@@ -216,7 +210,6 @@ def certify_classes(
             harms = [e.harm for e in trajectory.evaluations if e.harm is not None]
             peak = max(harms) if harms else None
             broke = peak is not None and peak >= claim.harm.phi
-            schedule = step_radii(cls, of_immunized.head_size, of_immunized.head_norm or None)
             check = check_harm_radius(
                 trajectory, of_immunized.values(), schedule, phi=claim.harm.phi
             )

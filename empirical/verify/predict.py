@@ -33,8 +33,6 @@ M*'s files, the evaluation data, the ball and the sampling).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -305,21 +303,17 @@ def predict(
 
 
 def _cache_key(immunized: Path | None, evaluation: Path, radius: float, refusal: str | None) -> str:
-    from empirical.verify.workspace import directory_digest
+    from empirical.verify.workspace import model_data_key
 
-    text = json.dumps(
-        {
-            "model": directory_digest(immunized),
-            "evaluation": hashlib.sha256(evaluation.read_bytes()).hexdigest(),
-            "radius": radius,
-            "points": BALL_POINTS,
-            "seed": BALL_SEED,
-            "refusal": refusal,
-            "version": _CACHE_VERSION,
-        },
-        sort_keys=True,
+    return model_data_key(
+        immunized,
+        evaluation,
+        radius=radius,
+        points=BALL_POINTS,
+        seed=BALL_SEED,
+        refusal=refusal,
+        version=_CACHE_VERSION,
     )
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def _margins(

@@ -123,6 +123,21 @@ def directory_digest(path: Path | None) -> str:
     return digest.hexdigest()
 
 
+def model_data_key(model: Path | None, data: Path, **settings: Any) -> str:
+    """A cache key for what a model measured on a data file gives: sha256 (24 hex digits) over
+    the model directory (``directory_digest``), the data file's bytes and ``settings`` (JSON;
+    a cache-format version among them)."""
+    text = json.dumps(
+        {
+            "model": directory_digest(model),
+            "data": hashlib.sha256(data.read_bytes()).hexdigest(),
+            **settings,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
 def write_json(path: Path, value: Any) -> None:
     """Write ``value`` as JSON to ``path`` atomically (a temporary file renamed over it)."""
     path.parent.mkdir(parents=True, exist_ok=True)

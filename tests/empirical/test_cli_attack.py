@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from empirical.cli import main
 from empirical.datasets.benchmark import TOKENIZER_ALPHABET, BenchmarkSizes, embedded_benchmark
 from empirical.datasets.data import save_examples
 from empirical.measurement.trajectory import Trajectory
 from empirical.models.model import EMBEDDED_MODEL_DIR, build_char_tokenizer, save_model, tiny_gpt2
+from tests.cli_helpers import run_hfta as _hfta
 from theory.errors import HftaInputError
 
 pytestmark = pytest.mark.slow
@@ -56,15 +55,6 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         save_examples(getattr(benchmark, split), path)
         options += [option, str(path)]
     return options
-
-
-def _hfta(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["hfta", *args])
-    try:
-        main()
-    except SystemExit as exited:
-        return 0 if exited.code is None else int(exited.code)
-    return 0
 
 
 def test_same_seed_gives_identical_trajectories(

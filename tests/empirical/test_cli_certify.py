@@ -7,16 +7,15 @@ compute (the certificate function is replaced by one that fails the test if reac
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from empirical.cli import main
 from empirical.datasets.data import save_examples
 from empirical.engine.attack import _embedded_benchmark
+from tests.cli_helpers import run_hfta as _hfta
 
 pytestmark = pytest.mark.slow
 
@@ -36,15 +35,6 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "evaluation.jsonl"
     save_examples([e for e in benchmark.evaluation if e.category in ("next", "flip")][::10], path)
     return path
-
-
-def _hfta(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["hfta", *args])
-    try:
-        main()
-    except SystemExit as exited:
-        return 0 if exited.code is None else int(exited.code)
-    return 0
 
 
 def test_a_wide_class_is_refused_with_exit_one(

@@ -14,13 +14,11 @@ is loaded, nothing written.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from empirical.cli import main
 from empirical.datasets.data import load_examples
 from empirical.defences import DefenceRecord
 from empirical.defences.data import split_fingerprint
@@ -33,15 +31,7 @@ from empirical.testing.local_models import (
     write_jsonl,
     write_user_data,
 )
-
-
-def _hfta(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["hfta", *args])
-    try:
-        main()
-    except SystemExit as exited:
-        return 0 if exited.code is None else int(exited.code)
-    return 0
+from tests.cli_helpers import run_hfta as _hfta
 
 
 @pytest.fixture(scope="module")

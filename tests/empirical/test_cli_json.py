@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from empirical.cli import main
 from empirical.datasets.benchmark import BenchmarkSizes
 from empirical.defences import descriptions, names
 from empirical.models.build import BuildRecipe
+from tests.cli_helpers import run_hfta as _hfta
 from tests.verify._claims import tiny_claim
 
 TINY = BuildRecipe(
@@ -31,15 +31,6 @@ TINY = BuildRecipe(
     ),
     n_layer=1, n_embd=16, n_head=2, batch_size=8, pretrain_steps=12, align_steps=4,
 )
-
-
-def _hfta(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["hfta", *args])
-    try:
-        main()
-    except SystemExit as exited:
-        return 0 if exited.code is None else int(exited.code)
-    return 0
 
 
 # --------------------------------------------------------------------------- immunize --list

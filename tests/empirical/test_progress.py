@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from empirical.cli import main
 from empirical.measurement.trajectory import Evaluation, Trajectory
 from empirical.progress import AttackHooks, attack_progress, measured_text, step_progress
+from tests.cli_helpers import run_hfta as _hfta
 
 
 def test_not_a_terminal_gives_one_line_per_stage(capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,15 +79,6 @@ def test_attack_bar_draws_nothing_off_a_terminal_or_when_quiet(
     with attack_progress(6, enabled=False) as hooks:
         assert hooks == AttackHooks()
     assert terminal.getvalue() == "" and capsys.readouterr().err == ""
-
-
-def _hfta(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["hfta", *args])
-    try:
-        main()
-    except SystemExit as exited:
-        return 0 if exited.code is None else int(exited.code)
-    return 0
 
 
 @pytest.mark.slow

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from empirical.cli import main
 from empirical.commands.immunize import parse_settings
 from empirical.datasets.benchmark import BenchmarkSizes, embedded_benchmark
 from empirical.datasets.data import save_examples
 from empirical.defences import DefenceRecord, names
 from empirical.models.model import load_model
+from tests.cli_helpers import run_hfta as _hfta
 from theory.errors import HftaInputError
-
-
-def _hfta(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["hfta", *args])
-    try:
-        main()
-    except SystemExit as exited:
-        return 0 if exited.code is None else int(exited.code)
-    return 0
 
 
 def test_list_prints_one_name_per_line(

@@ -10,21 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from empirical.cli import main
 from empirical.defences import registry
 from empirical.linear import ConditionNumberReport, save_pair, synthetic_task_pair
+from tests.cli_helpers import run_hfta as _hfta
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _hfta(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    """Exit code of ``hfta ARGS`` run through the real entry point, in process."""
-    monkeypatch.setattr(sys, "argv", ["hfta", *args])
-    try:
-        main()
-    except SystemExit as exited:
-        return 0 if exited.code is None else int(exited.code)
-    return 0
 
 
 def test_bundled_pair_writes_report_and_extractor(
