@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -26,7 +26,9 @@ import theory
 from empirical.cli import app
 from empirical.commands.console import stdout_console
 from theory.errors import HftaInputError
-from theory.theorem import Theorem
+
+if TYPE_CHECKING:
+    from theory.theorem import Theorem
 
 #: Illustrative constants for the no-argument demonstration (not measured on any model; the
 #: verifier measures them). Chosen to resemble the embedded tiny GPT-2 under attack: harmful

@@ -39,6 +39,7 @@ import sympy as sp
 
 from theory import symbols as sym
 from theory.theorem import (
+    FAST_SOLVE,
     Assumption,
     StepsKind,
     Theorem,
@@ -123,7 +124,7 @@ class ContractionTail(Theorem):
     @cached_property
     def steps_solution(self) -> sp.Expr:
         """The real n with ``HORIZON_BOUND = tau`` (for 0 < c < 1), by ``sympy.solve``."""
-        roots = sp.solve(sp.Eq(HORIZON_BOUND, sym.tau), sym.n)
+        roots = sp.solve(sp.Eq(HORIZON_BOUND, sym.tau), sym.n, **FAST_SOLVE)
         if len(roots) != 1:  # pragma: no cover - log is one-to-one
             raise RuntimeError(f"T6: expected one root in n, got {roots}")
         return roots[0]
