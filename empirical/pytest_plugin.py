@@ -8,8 +8,8 @@ toolkit is installed and does nothing unless asked:
 For every claim file the plugin adds one test item per *claimed* condition
 (``claims/demo.toml::weak_resistance``, ...) and one for the theorems' bound checks
 (``claims/demo.toml::bound_checks``). The verifier runs once per claim per session, the
-first time one of its items runs (``hfta verify CLAIM --out DIR --quiet`` in a subprocess, so
-the test process never imports torch for it), and its ``verdict.json`` decides the items:
+first time one of its items runs (``hfta verify CLAIM --out DIR`` in a subprocess, so the
+test process never imports torch for it), and its ``verdict.json`` decides the items:
 
 * the condition ``holds``: the item passes;
 * ``violated``: the item fails, with the evidence in the failure message (the verifier's
@@ -19,6 +19,13 @@ the test process never imports torch for it), and its ``verdict.json`` decides t
   neither confirms nor refutes the claim, which is not a pass;
 * ``bound_checks``: fails when a measured inequality contradicted a theorem (non-zero
   ``bound_violations``), passes otherwise.
+
+While the verifier runs, its progress reaches the terminal through pytest's terminal
+reporter, outside the captured output: its stderr is a pipe, so it writes one line per stage
+(``empirical.progress``), and each line is shown as it comes, indented under ``hfta:
+verifying CLAIM``. With ``pytest -q`` (verbosity below 0) the verifier runs with ``--quiet``
+and only that first line is shown. (A hypothesis property run's progress per example is
+hypothesis' own: its ``--hypothesis-show-statistics`` and ``verbosity`` settings.)
 
 A claim the verifier refuses (bad input, exit code 2) fails every item with its one-line
 message. ``--hfta-out DIR`` keeps the outputs (one folder per claim, ``DIR/<claim stem>``;
@@ -116,18 +123,39 @@ class VerifierRuns:
         with capture.global_and_fixture_disabled():
             reporter.write_line(line)
 
+    @property
+    def quiet(self) -> bool:
+        """``pytest -q``: the verifier runs with ``--quiet`` and its stages are not shown."""
+        return int(self.config.getoption("verbose")) < 0
+
+    def command(self, claim: str, out: Path) -> list[str]:
+        """``hfta verify CLAIM --out OUT`` (``--quiet`` under ``pytest -q``) as a subprocess."""
+        command = [sys.executable, "-m", "empirical.cli", "verify", claim, "--out", str(out)]
+        return [*command, "--quiet"] if self.quiet else command
+
+    def _stream(self, command: list[str]) -> tuple[int, list[str]]:
+        """Run ``command``, showing each line of its stderr as it comes (unless quiet); its
+        exit code and those lines."""
+        lines: list[str] = []
+        with subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        ) as process:
+            assert process.stderr is not None
+            for line in process.stderr:
+                lines.append(line.rstrip())
+                if not self.quiet and lines[-1]:
+                    self._say(f"  {lines[-1]}")
+            code = process.wait()
+        return code, lines
+
     def _run(self, claim: str) -> dict[str, Any]:
         out = self.folder(claim)
-        command = [sys.executable, "-m", "empirical.cli", "verify", claim, "--out", str(out),
-                   "--quiet"]
         self._say(f"hfta: verifying {claim} -> {out}")
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        code, errors = self._stream(self.command(claim, out))
         verdict = out / "verdict.json"
-        if result.returncode not in (0, 1) or not verdict.is_file():
-            message = (result.stderr.strip().splitlines() or ["no message"])[-1]
-            raise ClaimViolationError(
-                f"hfta verify {claim} failed (exit code {result.returncode}): {message}"
-            )
+        if code not in (0, 1) or not verdict.is_file():
+            message = ([line for line in errors if line.strip()] or ["no message"])[-1].strip()
+            raise ClaimViolationError(f"hfta verify {claim} failed (exit code {code}): {message}")
         record: dict[str, Any] = json.loads(verdict.read_text(encoding="utf-8"))
         record["_output"] = str(out)
         return record

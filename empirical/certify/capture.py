@@ -14,7 +14,7 @@ a check. ``MeasuredAttack.check_all`` then runs every check that applies on ``ch
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Unpack
 
@@ -131,6 +131,7 @@ def attack_and_measure(
     contraction_start: int | None = None,
     float64: bool = False,
     refine: float | None = None,
+    advance: Callable[[int, int], None] | None = None,
     **inputs: Unpack[AttackInputs],
 ) -> MeasuredAttack:
     """Run ``empirical.engine.attack.attack`` with its iterates captured (``IterateCapture``),
@@ -138,7 +139,9 @@ def attack_and_measure(
     ``AttackInputs``; ``config.probe`` or ``config.record_curvature`` must be on);
     ``float64``: evaluate the
     probe columns again in float64 for the checks (``MeasuredAttack.checked``); ``refine``:
-    sample β densely until stable (``measure_constants``)."""
+    sample β densely until stable (``measure_constants``); ``advance(done, total)``: progress
+    (``empirical.progress``) over the T + 1 iterates of the attack, then one unit for the
+    constants and one for the float64 columns."""
     from empirical.engine.attack import attack
     from empirical.measurement.hvp import model_landscape
 
@@ -155,8 +158,15 @@ def attack_and_measure(
             config.model, device=config.device, dtype=DTYPES[config.dtype]
         )
     capture = IterateCapture()
+    total = config.budget_steps + 2 + int(float64)
+
+    def on_iterate(step: int, theta: Tensor) -> None:
+        capture(step, theta)
+        if advance is not None:
+            advance(step + 1, total)
+
     given: AttackInputs = {**inputs, "model": model, "tokenizer": tokenizer}
-    outcome = attack(config, on_iterate=capture, **given)
+    outcome = attack(config, on_iterate=on_iterate, **given)
     trajectory = outcome.trajectory
     iterates = capture.iterates(trajectory)
     batch = _probe_batch(
@@ -178,11 +188,15 @@ def attack_and_measure(
         contraction_start=contraction_start,
         refine=refine,
     )
+    if advance is not None:
+        advance(config.budget_steps + 2, total)
     checked = trajectory
     if float64:
         from empirical.certify.float64 import in_float64
 
         checked = in_float64(trajectory, outcome.model, batch, iterates)
+        if advance is not None:
+            advance(total, total)
     return MeasuredAttack(
         trajectory=trajectory,
         constants=constants,

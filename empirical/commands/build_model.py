@@ -21,6 +21,10 @@ object on stdout instead (``build``: ``out`` and ``build.json``'s record; ``--ch
 ``reproduced``, ``check`` (bytes or behavioural), ``model``, ``rebuilt`` (wall time and
 platform), ``difference`` and ``reasons`` where the bytes differ, ``behavioural`` where that
 check ran); the exit code is the same.
+
+Progress on stderr (``empirical.progress``): the training runs in the child process, which
+reports no steps, so a terminal gets a pulsing bar with the elapsed time of the build, a pipe
+one line when it starts and one when it ends, and ``--quiet`` nothing.
 """
 
 from __future__ import annotations
@@ -75,11 +79,15 @@ def _check_output_directory(out: Path) -> None:
         )
 
 
-def _build(recipe: Any, out: Path, kernels: str) -> dict[str, Any]:
-    """Train by ``recipe`` into ``out`` in a child process with ``kernels``; build.json's record."""
+def _build(recipe: Any, out: Path, kernels: str, quiet: bool = False) -> dict[str, Any]:
+    """Train by ``recipe`` into ``out`` in a child process with ``kernels``; build.json's record
+    (a progress stage on stderr unless ``quiet``)."""
     from empirical.models.reproducible import run_build_child
+    from empirical.progress import step_progress
 
-    run_build_child(recipe.model_dump_json(), out, kernels)  # type: ignore[arg-type]
+    steps = recipe.pretrain_steps + recipe.align_steps
+    with step_progress(f"build-model: {steps} training steps", None, enabled=not quiet):
+        run_build_child(recipe.model_dump_json(), out, kernels)  # type: ignore[arg-type]
     record: dict[str, Any] = json.loads((out / BUILD_FILE).read_text(encoding="utf-8"))
     return record
 
@@ -208,6 +216,7 @@ def build_model(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of the lines.")
     ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr.")] = False,
 ) -> None:
     """Train the embedded model by its deterministic recipe (or --check it reproduces)."""
     from empirical.models.model import EMBEDDED_MODEL_DIR
@@ -229,7 +238,7 @@ def build_model(
         record = json.loads(build_file.read_text(encoding="utf-8"))
         with tempfile.TemporaryDirectory(prefix="hfta-build-check-") as scratch:
             rebuilt = Path(scratch) / "model"
-            rebuilt_record = _build(recipe, rebuilt, kernels)
+            rebuilt_record = _build(recipe, rebuilt, kernels, quiet)
             _report_check(target, rebuilt, recipe, record, rebuilt_record, as_json)
         return
 
@@ -238,7 +247,7 @@ def build_model(
         recipe_file or Path("default recipe"),
     )
     _check_output_directory(target)
-    record = _build(recipe, target, kernels)
+    record = _build(recipe, target, kernels, quiet)
     if as_json:
         echo_json({"out": str(target), **record})
         return

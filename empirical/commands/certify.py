@@ -12,6 +12,10 @@ reachable radius comes from theory's step bounds (docs/certified.md). ``--data``
 harmful examples, JSONL or Parquet in BeaverTails form (default: the embedded benchmark's
 evaluation split in the demo's categories, 200 prompts).
 
+Progress on stderr (``empirical.progress``): the harm radii are one convex program whose
+length is not known in advance, so a terminal gets a pulsing bar with the elapsed time, a
+pipe one line when it starts and one when it ends, and ``--quiet`` nothing.
+
 Exit codes: 0 certified, 1 not certified, 2 bad input (one line on stderr, before any
 compute).
 """
@@ -91,6 +95,7 @@ def certify_command(
     ] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the certificate as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr.")] = False,
 ) -> None:
     """Certify weak resistance against every head-only attack of a declared class (T11)."""
     from empirical.certify.harm_radius import AttackerClass, certify_class
@@ -118,8 +123,17 @@ def certify_command(
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     torch.set_num_threads(threads)
+    from empirical.progress import step_progress
+
     loaded, tokenizer = load_model(model)
-    certificate = certify_class(loaded, tokenizer, examples, cls, phi, confidence, refusal=refusal)
+    with step_progress(
+        f"certify: harm radii of {len(examples)} prompts (one convex program)",
+        None,
+        enabled=not quiet,
+    ):
+        certificate = certify_class(
+            loaded, tokenizer, examples, cls, phi, confidence, refusal=refusal
+        )
     if as_json:
         typer.echo(json.dumps(certificate.model_dump(mode="json"), indent=2))
     else:

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     )
     from empirical.linear.training import Progress
     from empirical.outputs import OutputPlan
+    from empirical.progress import Stages
 
 
 def parse_settings(settings: list[str]) -> dict[str, Any]:
@@ -225,7 +226,8 @@ def immunize_command(
         ),
     ] = None,
     quiet: Annotated[
-        bool, typer.Option("--quiet", help="No progress (defence steps, linear pair training).")
+        bool,
+        typer.Option("--quiet", help="No progress (defence steps, scoring, linear pair training)."),
     ] = False,
     as_json: Annotated[
         bool,
@@ -304,14 +306,12 @@ def immunize_command(
     torch.set_num_threads(threads)
     loaded, tokenizer = load_model(model)
     score = None if no_evaluate else _scorer(inputs)
-    before = None if score is None else score(loaded, tokenizer)
-    from empirical.progress import step_progress
+    from empirical.progress import progress_stages
 
-    with step_progress(
-        f"immunize: {defence}", int(getattr(config, "steps", 0)), enabled=not quiet
-    ) as advance:
-        result = chosen.apply(loaded, tokenizer, inputs.defence, config, on_step=advance)
-    after = None if score is None else score(result.model, tokenizer)
+    with progress_stages(enabled=not quiet) as stages:
+        with stages.stage(f"immunize: {defence}", int(getattr(config, "steps", 0))) as advance:
+            result = chosen.apply(loaded, tokenizer, inputs.defence, config, on_step=advance)
+        before, after = _scores(score, (loaded, result.model), tokenizer, stages)
     result.record = result.record.model_copy(
         update={
             "model": "embedded" if model is None else str(model),
@@ -347,6 +347,24 @@ def _scorer(given: ImmunizeData) -> Callable[[Any, Any], ModelScores]:
         )
 
     return score
+
+
+def _scores(
+    score: Callable[[Any, Any], ModelScores] | None,
+    models: tuple[Any, Any],
+    tokenizer: Any,
+    stages: Stages,
+) -> tuple[ModelScores | None, ModelScores | None]:
+    """The scores of M and M* (after the defence, which leaves M untouched), as one stage of
+    two models on the command's progress display; ``(None, None)`` with ``--no-evaluate``."""
+    if score is None:
+        return None, None
+    with stages.stage("scoring M and M* on held-out data", len(models)) as advance:
+        scores = []
+        for model in models:
+            scores.append(score(model, tokenizer))
+            advance(len(scores), len(models))
+    return scores[0], scores[1]
 
 
 def _evaluation_record(

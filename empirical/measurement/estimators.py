@@ -249,6 +249,7 @@ def hessian_extremes_power(
     max_iterations: int = 200,
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
+    advance: Callable[[int, int], None] | None = None,
 ) -> SmoothnessEstimate:
     """λ_max and λ_min of the Hessian by power iteration plus one shifted power iteration.
 
@@ -256,18 +257,30 @@ def hessian_extremes_power(
     eigenvalues λ_i − λ_d all have the sign of −λ_d, so its dominant one is λ_other − λ_d,
     with λ_other the opposite end of the spectrum (λ_min if λ_d > 0, λ_max if λ_d < 0).
     ``iterations`` counts both passes; ``converged`` requires both to converge.
+    ``advance(products, 0)`` is called after every Hessian-vector product (progress; how
+    many the passes need is not known in advance).
     """
     _positive_int(max_iterations, "max_iterations")
     tol = _tolerance(tolerance)
     clock = _Clock(operator.landscape.counter)
     generator = torch.Generator().manual_seed(seed)
     start = torch.randn(operator.dimension, generator=generator, dtype=operator.landscape.dtype)
+    products = 0
+
+    def matvec(vector: Tensor) -> Tensor:
+        nonlocal products
+        image = operator.matvec(vector)
+        products += 1
+        if advance is not None:
+            advance(products, 0)
+        return image
+
     dominant, first_iterations, first_ok = _power_iteration(
-        operator.matvec, start, max_iterations=max_iterations, tolerance=tol
+        matvec, start, max_iterations=max_iterations, tolerance=tol
     )
 
     def shifted(vector: Tensor) -> Tensor:
-        return operator.matvec(vector) - dominant * vector
+        return matvec(vector) - dominant * vector
 
     # The shifted pass is judged against the spectrum's scale |λ_d|, not its own eigenvalue
     # (which is ~0 when the spectrum is nearly a single point).
@@ -302,6 +315,7 @@ def hessian_extremes_lanczos(
     max_iterations: int | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
+    advance: Callable[[int, int], None] | None = None,
 ) -> SmoothnessEstimate:
     """λ_max and λ_min of the Hessian by implicitly restarted Lanczos (ARPACK ``eigsh``).
 
@@ -309,6 +323,8 @@ def hessian_extremes_lanczos(
     Krylov space; ``tolerance`` is ARPACK's relative accuracy of the Ritz values;
     ``max_iterations`` its restart limit (None: ARPACK's default 10·d). For d ≤ 2 the Hessian
     is formed exactly from d products with the basis vectors (method "dense").
+    ``advance(products, 0)`` is called after every Hessian-vector product (progress; ARPACK
+    decides how many it needs; ``advance(i, d)`` for the dense case).
     """
     tol = _tolerance(tolerance)
     if max_iterations is not None:
@@ -320,7 +336,12 @@ def hessian_extremes_lanczos(
     converged = True
     if dimension <= 2:
         basis = torch.eye(dimension, dtype=dtype)
-        dense = torch.stack([operator.matvec(basis[i]) for i in range(dimension)]).double()
+        rows = []
+        for i in range(dimension):
+            rows.append(operator.matvec(basis[i]))
+            if advance is not None:
+                advance(i + 1, dimension)
+        dense = torch.stack(rows).double()
         eigenvalues = np.linalg.eigvalsh(((dense + dense.T) / 2).numpy())
         method = "dense"
     else:
@@ -329,6 +350,8 @@ def hessian_extremes_lanczos(
             nonlocal iterations
             iterations += 1
             product = operator.matvec(torch.from_numpy(np.asarray(x).reshape(-1)).to(dtype))
+            if advance is not None:
+                advance(iterations, 0)
             return product.double().numpy()
 
         linear = LinearOperator((dimension, dimension), matvec=matvec, dtype=np.float64)
@@ -379,13 +402,19 @@ def smoothness_of(
     max_iterations: int | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
+    advance: Callable[[int, int], None] | None = None,
 ) -> SmoothnessEstimate:
-    """β(θ) = ‖∇²L(θ)‖₂ with both extreme eigenvalues, at θ (default: the landscape's origin)."""
+    """β(θ) = ‖∇²L(θ)‖₂ with both extreme eigenvalues, at θ (default: the landscape's origin);
+    ``advance(products, 0)`` after every Hessian-vector product (``empirical.progress``)."""
     operator = landscape.hessian_at(theta, method=hvp_method)
     try:
         if method == "lanczos":
             return hessian_extremes_lanczos(
-                operator, max_iterations=max_iterations, tolerance=tolerance, seed=seed
+                operator,
+                max_iterations=max_iterations,
+                tolerance=tolerance,
+                seed=seed,
+                advance=advance,
             )
         if method == "power":
             return hessian_extremes_power(
@@ -393,6 +422,7 @@ def smoothness_of(
                 max_iterations=200 if max_iterations is None else max_iterations,
                 tolerance=tolerance,
                 seed=seed,
+                advance=advance,
             )
         raise HftaInputError(f"unknown smoothness method {method!r}; use 'lanczos' or 'power'")
     finally:
@@ -529,12 +559,21 @@ def path_points(points: Sequence[Tensor], samples_per_segment: int = 1) -> list[
     return sampled
 
 
-def gradient_bound(landscape: LossLandscape, points: Sequence[Tensor]) -> Estimate:
-    """G = max ‖∇L(θ)‖ over the given points (a lower estimate of any valid G there)."""
+def gradient_bound(
+    landscape: LossLandscape,
+    points: Sequence[Tensor],
+    advance: Callable[[int, int], None] | None = None,
+) -> Estimate:
+    """G = max ‖∇L(θ)‖ over the given points (a lower estimate of any valid G there);
+    ``advance(i, n)`` after the i-th of the n gradients (progress)."""
     if not points:
         raise HftaInputError("a gradient bound needs at least one point")
     clock = _Clock(landscape.counter)
-    norms = [float(torch.linalg.vector_norm(landscape.gradient(p)[1])) for p in points]
+    norms: list[float] = []
+    for point in points:
+        norms.append(float(torch.linalg.vector_norm(landscape.gradient(point)[1])))
+        if advance is not None:
+            advance(len(norms), len(points))
     worst = int(np.argmax(norms))
     return Estimate(
         quantity="G",
@@ -547,10 +586,13 @@ def gradient_bound(landscape: LossLandscape, points: Sequence[Tensor]) -> Estima
 
 
 def gradient_bound_along_path(
-    landscape: LossLandscape, points: Sequence[Tensor], samples_per_segment: int = 4
+    landscape: LossLandscape,
+    points: Sequence[Tensor],
+    samples_per_segment: int = 4,
+    advance: Callable[[int, int], None] | None = None,
 ) -> Estimate:
     """G along the segments of a path: ``gradient_bound`` on ``path_points(points, m)``."""
-    estimate = gradient_bound(landscape, path_points(points, samples_per_segment))
+    estimate = gradient_bound(landscape, path_points(points, samples_per_segment), advance)
     return estimate.model_copy(
         update={
             "method": f"max_gradient_norm on {samples_per_segment} samples per segment",
