@@ -18,10 +18,15 @@ prints the tables and returns their figures (``power_attacks.<check>.<perturbati
 correct constants, which must be 0). A third table: T1 and T6 with constants independent of the
 checked steps (``empirical.certify.independent``: β and G on the ball B(θ_0, R) of the budget's
 path-length bound before the attack; β, G and c fitted on the first half of each run and
-checked on the second), figures ``independent_power.<check>.<perturbation>``;
-``independent_power_refusals``: runs whose honest check with independent constants reported a
-violation (measured: only T6's contraction hypothesis, refuted on runs whose updates stop
-contracting after the prefix; the loss side never).
+checked on the second; the directional β_dir, the largest trustworthy |κ_s| along the steps,
+fitted on the first half, and on another run of the attack's class, ``sibling_runs``: the same
+model and configuration with seed + 1, checked on every step), figures
+``independent_power.<check>.<perturbation>``; ``independent_power_refusals``: detections at the
+independent constants as estimated ("these constants do not describe this run"). Measured
+(one run of ``python -m benchmarks power_bench``; detected/applicable runs): T1 with β_dir of
+the other run ×0.5 20/21, ×0.8 15/21, refused at ×1 7/21; with β_dir of the prefix ×0.5 7/20,
+×1 1/20; T6's refusals are refutations of its contraction hypothesis on runs whose updates
+stop contracting after the prefix, its loss side never.
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ from empirical.certify.power import (
     descent_subject,
     power_table,
 )
+from empirical.datasets.benchmark import BenchmarkSizes, embedded_benchmark
 from empirical.engine.attack import AttackConfig
+from empirical.measurement.trajectory import Trajectory
+from empirical.testing import TransformerSpec
 
 TINY_RUNS = 24
 EMBEDDED_RUNS = 2
@@ -71,30 +79,26 @@ def attack_config(rng: np.random.Generator, *, embedded: bool) -> AttackConfig:
     )
 
 
-def attack_runs(
+#: The sizes of the embedded benchmark the attacks train and probe on.
+SIZES = BenchmarkSizes(
+    pretrain=1,
+    align=1,
+    defence=1,
+    attack=8,
+    evaluation=2,
+    reference=1,
+    trainability_train=1,
+    trainability_eval=1,
+)
+
+
+def plans(
     tiny: int = TINY_RUNS, embedded: int = EMBEDDED_RUNS
-) -> list[tuple[str, AttackConfig, MeasuredAttack]]:
-    """The measured attacks (deterministic: numpy seed 0), named ``tiny-<i>:<optimizer>``."""
-    import torch
-
-    from empirical.certify import attack_and_measure
-    from empirical.datasets.benchmark import BenchmarkSizes, embedded_benchmark
-    from empirical.testing import TransformerSpec
-
-    torch.set_num_threads(1)
-    sizes = BenchmarkSizes(
-        pretrain=1,
-        align=1,
-        defence=1,
-        attack=8,
-        evaluation=2,
-        reference=1,
-        trainability_train=1,
-        trainability_eval=1,
-    )
-    bench = embedded_benchmark(seed=0, sizes=sizes)
+) -> list[tuple[str, TransformerSpec, AttackConfig]]:
+    """(name, model spec, configuration) of every attack (numpy seed 0), named
+    ``tiny-<i>:<optimizer>`` or ``embedded-<i>:<optimizer>``."""
     rng = np.random.default_rng(0)
-    runs: list[tuple[str, AttackConfig, MeasuredAttack]] = []
+    found: list[tuple[str, TransformerSpec, AttackConfig]] = []
     for index in range(tiny + embedded):
         is_embedded = index >= tiny
         if is_embedded:
@@ -108,6 +112,23 @@ def attack_runs(
                 seed=int(rng.integers(0, 2**16)),
             )
         config = attack_config(rng, embedded=is_embedded)
+        name = f"{'embedded' if is_embedded else 'tiny'}-{index}:{config.optimizer}"
+        found.append((name, spec, config))
+    return found
+
+
+def attack_runs(
+    tiny: int = TINY_RUNS, embedded: int = EMBEDDED_RUNS
+) -> list[tuple[str, AttackConfig, MeasuredAttack]]:
+    """The measured attacks of ``plans`` (deterministic)."""
+    import torch
+
+    from empirical.certify import attack_and_measure
+
+    torch.set_num_threads(1)
+    bench = embedded_benchmark(seed=0, sizes=SIZES)
+    runs: list[tuple[str, AttackConfig, MeasuredAttack]] = []
+    for name, spec, config in plans(tiny, embedded):
         model, tokenizer = spec.build()
         measured = attack_and_measure(
             config,
@@ -116,11 +137,36 @@ def attack_runs(
             data=bench.attack,
             evaluation=bench.evaluation,
             reference=bench.reference,
-            beta_every=4 if is_embedded else 1,
+            beta_every=4 if spec.embedded else 1,
         )
-        name = f"{'embedded' if is_embedded else 'tiny'}-{index}:{config.optimizer}"
         runs.append((name, config, measured))
     return runs
+
+
+def sibling_runs(tiny: int = TINY_RUNS, embedded: int = EMBEDDED_RUNS) -> dict[str, Trajectory]:
+    """For every attack of ``plans``, another run of its class: the same model and
+    configuration with seed + 1 (other minibatches and another probe batch of the same data),
+    a plain ``empirical.engine.attack.attack`` (no constants measured: the directional β of
+    ``empirical.certify.independent.directional_fit`` needs only its probe columns)."""
+    import torch
+
+    from empirical.engine.attack import attack
+
+    torch.set_num_threads(1)
+    bench = embedded_benchmark(seed=0, sizes=SIZES)
+    found: dict[str, Trajectory] = {}
+    for name, spec, config in plans(tiny, embedded):
+        model, tokenizer = spec.build()
+        other = config.model_copy(update={"seed": config.seed + 1})
+        found[name] = attack(
+            other,
+            model=model,
+            tokenizer=tokenizer,
+            data=bench.attack,
+            evaluation=bench.evaluation,
+            reference=bench.reference,
+        ).trajectory
+    return found
 
 
 def attack_subjects(tiny: int = TINY_RUNS, embedded: int = EMBEDDED_RUNS) -> list[PowerSubject]:
@@ -156,14 +202,19 @@ def measure(
     """The power tables over the benchmark's runs: ``attacks`` (the transformer attacks, with
     their path constants as the verifier measures them), ``descents`` (gradient descent on
     quadratics, exact constants) and ``independent`` (T1/T6 on the attacks with independent
-    constants, ``empirical.certify.independent.independent_power``)."""
+    constants, ``empirical.certify.independent.independent_power``, the directional β of the
+    other run of each attack's class from ``sibling_runs``)."""
     attacks = attack_runs(tiny, embedded)
+    siblings = sibling_runs(tiny, embedded)
     subjects = [attack_subject(name, measured) for name, _, measured in attacks]
     return {
         "attacks": power_table(subjects),
         "descents": power_table(descent_subjects(descents)),
         "independent": independent_power(
-            [independent_run(name, config, measured) for name, config, measured in attacks]
+            [
+                independent_run(name, config, measured, sibling=(f"{name} seed+1", siblings[name]))
+                for name, config, measured in attacks
+            ]
         ),
     }
 

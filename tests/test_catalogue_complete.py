@@ -88,7 +88,7 @@ def test_a_check_module_is_named_after_its_theorem() -> None:
     """Every module in empirical/certify that is not shared code checks a catalogued theorem."""
     shared = {
         "__init__", "records", "checks_base", "constants", "capture", "registry", "power",
-        "independent", "float64", "margins",
+        "independent", "float64", "margins", "directional", "weak_checks",
     }
     modules = {p.stem for p in (ROOT / "empirical" / "certify").glob("*.py")} - shared
     assert modules == set(CHECKS)

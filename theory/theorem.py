@@ -179,11 +179,8 @@ class Theorem:
             raise AssumptionError(
                 self.label, "has_steps_solver", f"{self.name} has no closed-form steps solver"
             )
-        roots = sp.solve(
-            sp.Eq(self.bound, sym.tau),
-            getattr(sym, self.steps_symbol),
-            **FAST_SOLVE,
-        )
+        unknown = getattr(sym, self.steps_symbol)
+        roots = sp.solve(sp.Eq(self.bound, sym.tau), unknown, **FAST_SOLVE)
         if len(roots) != 1:
             raise RuntimeError(
                 f"{self.label}: expected one root in {self.steps_symbol}, got {roots}"

@@ -29,7 +29,12 @@ Where a check cannot reach high power, by construction: T1 at β×f fails only o
 curvature exceeds f·β_s, and β_s is the largest |eigenvalue| at the step's ends while the step's
 curvature is a Rayleigh quotient along one direction; the envelope checks (T2, T3, T9) are
 cumulative worst cases (every step at the largest gradient, aligned), so they fail at ×0.5 only
-on runs that realise at least half of the worst-case progress.
+on runs that realise at least half of the worst-case progress. T3's path-length and envelope
+checks detect 0/4 at ×0.5 on the demo and not by a bug (G is the only constant they scale, and
+every t is checked): one G, the largest gradient norm on the path (4.5–4.8 × ‖∇L(θ_0)‖), with
+steps at cos 0.34–0.65 to the gradient, so the runs realise at most 0.40 of the path-length
+bound (0.26 of the envelope). Why each weak check cannot detect, with the measurements and
+per run: ``empirical.certify.weak_checks``.
 """
 
 from __future__ import annotations

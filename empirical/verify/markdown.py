@@ -366,6 +366,28 @@ def power_lines(record: VerdictDocument) -> list[str]:
         ),
         "",
     ]
+    lines += [f"- {check}: {why}." for check, why in power.weak_reasons.items()]
+    lines += [
+        f"- {row.check}: independent counterpart {row.counterpart}."
+        for row in power.checks
+        if row.counterpart
+    ]
+    if power.weak_reasons or any(row.counterpart for row in power.checks):
+        lines.append("")
+    if power.estimates:
+        lines += [
+            "Constants estimated on data the checked steps did not produce (a violation reads "
+            '"these constants do not describe this run"):',
+            "",
+            "| run | check | constant | method | violations |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {e.run} | {e.check} | {e.constant.name} = {_number(e.constant.value, 4)} | "
+            f"{_cell(e.constant.method)} | {e.violations}/{e.instances} |"
+            for e in power.estimates
+        ]
+        lines.append("")
     return lines
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from empirical.certify.independent import T1_PREFIX_DIRECTIONAL, T1_SIBLING_DIRECTIONAL
 from empirical.models.model import EMBEDDED_MODEL_DIR
 from empirical.verify.api import verify_claim
 from empirical.verify.stages import Services, prepare, verify
-from empirical.verify.theory import WEAK_BELOW, CheckPower, PowerRecord
+from empirical.verify.theory import WEAK_BELOW, CheckPower, PowerRecord, with_counterparts
 from empirical.verify.workspace import VerifyOptions, Workspace
 from tests.verify.test_stages import CLAIM, StandIn, _claim
 from theory.theorems import path_length_adam
@@ -98,4 +99,51 @@ def test_the_power_table_is_in_verdict_json_report_md_and_html(tmp_path: Path) -
     assert weak and f"**Weak checks** (detection at x0.5 below 0.9): {', '.join(weak)}" in report
     html = (out / "report.html").read_text(encoding="utf-8")
     assert 'id="power-table"' in html and "weak</strong>" in html
+    # T1 with independent constants: β_dir of each run's first half and of its sibling (the
+    # stand-in's curvature is the same on every step, so both are exact and detect x0.5)
+    for check in (T1_PREFIX_DIRECTIONAL, T1_SIBLING_DIRECTIONAL):
+        assert rows[check]["independent"] is True and rows[check]["runs"] == 4
+        assert rows[check]["detection_x05"] == 1.0 and rows[check]["false_alarms"] == 0
+    estimates = written["theory"]["power"]["estimates"]
+    assert {(e["run"], e["check"]) for e in estimates} == {
+        (f"grid-00{i}", check)
+        for i in range(4)
+        for check in (T1_PREFIX_DIRECTIONAL, T1_SIBLING_DIRECTIONAL)
+    }
+    assert all("max |kappa_s|" in e["constant"]["method"] for e in estimates)
+    assert "these constants do not describe this run" in report
+    reasons = written["theory"]["power"]["weak_reasons"]
+    assert set(reasons) == set(weak) and all("measured: it detects" in r for r in reasons.values())
+
+
+def _power(check: str, rate: float, *, independent: bool) -> CheckPower:
+    return CheckPower(
+        check=check,
+        runs=4,
+        not_applicable=0,
+        detection_x05=rate,
+        detection_x08=rate,
+        lower_95_x05=None,
+        statements=[],
+        false_alarms=0,
+        weak=rate < WEAK_BELOW,
+        independent=independent,
+    )
+
+
+def test_a_weak_check_names_its_strongest_independent_counterpart() -> None:
+    rows = with_counterparts(
+        [
+            _power("T1 smoothness_sandwich", 0.0, independent=False),
+            _power("T3 path_length_adam", 0.0, independent=False),
+            _power(T1_PREFIX_DIRECTIONAL, 0.25, independent=True),
+            _power(T1_SIBLING_DIRECTIONAL, 1.0, independent=True),
+            _power("T6 contraction_tail [prefix c, prefix G]", 1.0, independent=True),
+        ]
+    )
+    counterparts = {r.check: r.counterpart for r in rows}
+    assert counterparts["T1 smoothness_sandwich"] == T1_SIBLING_DIRECTIONAL
+    assert counterparts[T1_PREFIX_DIRECTIONAL] == T1_SIBLING_DIRECTIONAL
+    assert counterparts["T3 path_length_adam"] is None  # none exists: stays weak, alone
+    assert counterparts[T1_SIBLING_DIRECTIONAL] is None  # not weak
 
