@@ -18,19 +18,33 @@ Figures: ``prediction_median_measured_over_certified`` (median over the attacks 
 M*, both claims; "none" when no attack broke it), ``prediction_<claim>_certified`` and
 ``prediction_<claim>_measured`` (per attack, in grid order; "-" for no break), the attacks,
 breaks and violated predictions, ``prediction_<claim>_seconds`` (the ``predict`` stage's wall
-time, cold: the margins measured, not cached). Printed (``python -m benchmarks
-prediction_bench``); tests never assert on them.
+time, cold: the margins measured, not cached).
+
+The first version, in the same run (claims whose attacks broke M*): the per-token Lipschitz
+constants on the largest reachable ball and the union over examples (``estimate_margins``,
+theory's ``certified_steps``) on the same M*, data and step radii:
+``prediction_<claim>_certified_union`` and ``prediction_sgd_median_measured_over_union``.
+Cost of both estimators, paired in this process on the same M* (CPU seconds,
+``time.process_time``, the first version first): ``prediction_cpu_seconds_curvature`` and
+``prediction_cpu_seconds_union``. And a floor no radius-based prediction can beat with
+path-length radii: ``prediction_sgd_median_oracle``, the median measured/certified if the
+flip radius were exactly the smallest measured distance ‖θ − θ_0‖ at a first break
+(``prediction_sgd_break_distance_min``; the estimated ``prediction_sgd_flip_radius`` must
+stay below it). Printed (``python -m benchmarks prediction_bench``); tests never assert on
+them.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
-from empirical.verify.api import verify_claim
+from empirical.verify.api import VerifyResult, verify_claim
 from empirical.verify.claim import DEFAULT_CLAIM, parse_claim
-from empirical.verify.predict import Predictions
+from empirical.verify.predict import Prediction, Predictions
 from empirical.verify.workspace import VerifyOptions
 
 #: Each claim as replacements of the demo claim's text.
@@ -46,19 +60,97 @@ VARIANTS: dict[str, dict[str, str]] = {
 }
 
 
-def _predictions(replacements: dict[str, str], out: Path) -> Predictions:
+def _verified(replacements: dict[str, str], out: Path) -> VerifyResult:
     text = DEFAULT_CLAIM.read_text(encoding="utf-8")
     for old, new in replacements.items():
         if old not in text:
             raise RuntimeError(f"the demo claim no longer says {old!r}")
         text = text.replace(old, new, 1)
-    result = verify_claim(
+    return verify_claim(
         parse_claim(text), out, claim_file=DEFAULT_CLAIM, options=VerifyOptions(progress=False)
     )
-    predictions = result.outcome.predictions
-    if predictions is None:
-        raise RuntimeError("the verifier made no predictions")
-    return predictions
+
+
+def _union(
+    result: VerifyResult, predictions: Predictions
+) -> tuple[list[int | None], float, float, float]:
+    """The first version's certified steps per prediction (``estimate_margins`` on the same
+    M* and evaluation file, the same step radii), and the CPU seconds of both estimators on
+    it (the first version, then ``estimate_curvature`` as the verifier calls it), and the
+    latter's flip radius."""
+    from empirical.certify.margin_curvature import estimate_curvature
+    from empirical.certify.margins import estimate_margins
+    from empirical.datasets.data import load_examples
+    from empirical.models.model import load_model
+    from empirical.verify.predict import BALL_DIRECTIONS, BALL_POINTS, BALL_SEED
+    from theory.theorems.harm_radius import certified_steps
+
+    config = next(r.config for r in result.outcome.runs if r.name.startswith("grid"))
+    if config.evaluation_data is None:
+        raise RuntimeError("the grid's attacks have no evaluation file")
+    examples = load_examples(config.evaluation_data)
+    model, tokenizer = load_model(config.model)
+    largest = max(p.step_radii[-1] for p in predictions.predictions if p.step_radii)
+    started = time.process_time()
+    old = estimate_margins(
+        model, tokenizer, examples, radius=largest, points=BALL_POINTS, seed=BALL_SEED
+    )
+    union_seconds = time.process_time() - started
+    started = time.process_time()
+    curvature = estimate_curvature(
+        model, tokenizer, examples, radius=largest, phi=predictions.predictions[0].phi,
+        directions=BALL_DIRECTIONS, random_points=BALL_POINTS - 2 * BALL_DIRECTIONS,
+        seed=BALL_SEED,
+    )
+    curvature_seconds = time.process_time() - started
+    steps = [
+        certified_steps(old.radius_values(), p.step_radii, p.phi) if p.available else None
+        for p in predictions.predictions
+    ]
+    return steps, union_seconds, curvature_seconds, curvature.flip_radius()
+
+
+def _break_distances(result: VerifyResult, predictions: Predictions) -> list[float]:
+    """‖θ − θ_0‖ at each attack's measured first break (where recorded)."""
+    checks = {c.run: c for c in predictions.checks}
+    found = []
+    for run in result.outcome.runs:
+        check = checks.get(run.name)
+        if check is None or check.measured_break is None:
+            continue
+        distances = run.trajectory.distance_from_start
+        if check.measured_break < len(distances):
+            value = distances[check.measured_break]
+            if value is not None:
+                found.append(value)
+    return found
+
+
+def _median(values: list[float]) -> float | str:
+    return round(statistics.median(values), 3) if values else "none"
+
+
+def _oracle(
+    planned: list[Prediction], measured: list[int | None], distances: list[float]
+) -> dict[str, float | str]:
+    """The smallest measured break distance, and the median measured/certified if the flip
+    radius were exactly that distance (a floor for predictions over path-length radii)."""
+    from theory.theorems.harm_radius import steps_beyond
+
+    if not distances:
+        return {}
+    closest = min(distances)
+    oracle = []
+    for p, m in zip(planned, measured, strict=True):
+        if m is None or not p.step_radii:
+            continue
+        t = steps_beyond(math.nextafter(closest, 0.0), p.step_radii)
+        if t:
+            oracle.append(m / t)
+    return {
+        "prediction_sgd_break_distance_min": round(closest, 4),
+        "prediction_sgd_median_oracle": _median(oracle),
+    }
 
 
 def _shown(values: list[int | None]) -> str:
@@ -70,7 +162,10 @@ def run() -> dict[str, float | str]:
     ratios: list[float] = []
     with tempfile.TemporaryDirectory(prefix="prediction-bench-") as directory:
         for name, replacements in VARIANTS.items():
-            predictions = _predictions(replacements, Path(directory) / name)
+            result = _verified(replacements, Path(directory) / name)
+            predictions = result.outcome.predictions
+            if predictions is None:
+                raise RuntimeError("the verifier made no predictions")
             checks = {c.run: c for c in predictions.checks}
             planned = predictions.predictions
             measured = [checks[p.run].measured_break if p.run in checks else None for p in planned]
@@ -81,11 +176,20 @@ def run() -> dict[str, float | str]:
             figures[f"prediction_{name}_violated"] = float(len(predictions.violated))
             figures[f"prediction_{name}_seconds"] = round(predictions.seconds, 2)
             ratios += predictions.ratios()
+            if not any(m is not None for m in measured):
+                continue
+            union, union_cpu, curvature_cpu, flip = _union(result, predictions)
+            figures[f"prediction_{name}_certified_union"] = _shown(union)
+            figures[f"prediction_{name}_cpu_seconds_union"] = round(union_cpu, 2)
+            figures[f"prediction_{name}_cpu_seconds_curvature"] = round(curvature_cpu, 2)
             if name == "demo_sgd":
                 sgd = predictions.ratios()
-                figures["prediction_sgd_median_measured_over_certified"] = (
-                    round(statistics.median(sgd), 3) if sgd else "none"
+                figures["prediction_sgd_median_measured_over_certified"] = _median(sgd)
+                figures["prediction_sgd_median_measured_over_union"] = _median(
+                    [m / u for m, u in zip(measured, union, strict=True) if m and u]
                 )
+                figures["prediction_sgd_flip_radius"] = round(flip, 4)
+                figures.update(_oracle(planned, measured, _break_distances(result, predictions)))
     figures["prediction_median_measured_over_certified"] = (
         round(statistics.median(ratios), 3) if ratios else "none"
     )

@@ -30,6 +30,9 @@ Cost: the margins of one example are one forward pass; their gradients one ``jac
 that pass, batched over examples with ``torch.func.vmap`` (per example and per token, no
 common per-position constant): about 1.4 s per point for the demo's 200 prompts on one CPU
 thread (measured with ``time.perf_counter`` on the embedded model).
+
+The second-order and joint estimates ``empirical.verify.predict`` uses (T11 (iv)-(vi)) are
+in ``empirical.certify.margin_curvature``.
 """
 
 from __future__ import annotations

@@ -9,17 +9,31 @@ known before it runs):
 * R_t, the radius of the ball B(θ_0, R_t) the attack's t-th iterate cannot leave: theory's
   path-length bound over the first t rates of its schedule (``reachable_radius`` on
   ``empirical.engine.schedules.learning_rates``; Adam/AdamW: T3's step bounds, clipped SGD: η_s C);
-* r_i, the radius below which held-out example i cannot be harmful, from its margins at θ_0
-  and their Lipschitz estimates on the largest ball any planned attack can reach
-  (``empirical.certify.margins``: T11's margin lemma; the constants are *estimates*);
-* the certified minimum number of steps: theory's ``certified_steps(r, R, φ)``, the first t
-  with T11's harm ceiling count(R_t)/n ≥ φ (None: no break predicted within the budget).
+* ρ, the flip radius below which fewer than the k = ⌈φn⌉ − h_0 examples needed to reach φ
+  can be harmful at once (T11 (iv)-(v), ``empirical.certify.margin_curvature.estimate_curvature``):
+  per example the margin deficit a_i and the exact gradient g_i of its summed short margins
+  at θ_0, a curvature bound β_i *estimated* on the ball that matters, and the Gram matrix of
+  the g_i, so that one displacement Δ cannot be counted as aligned with every g_i at once
+  (the joint lemma) while the second-order remainder keeps the bound honest away from θ_0;
+* the certified minimum number of steps: theory's ``steps_beyond(ρ, R)``, the first t with
+  R_t > ρ (None: no break predicted within the budget).
+
+The first version (``MarginEstimate``: per-token Lipschitz constants on the largest reachable
+ball and the union over examples, theory's ``certified_steps``) is still accepted by
+``predict``. Measured on the demo's M* (``python -m benchmarks prediction_bench``, both in one
+run): the flip radius 0.60 against the first version's 0.14 (the smallest measured distance
+at a first break: 1.0), median measured/certified steps 4.2 against 7.9 for the clipped-SGD
+attackers, the estimate 4.0-4.5 CPU seconds against 14.6-16.5. The path-length radii R_t
+leave a floor of 3.2 on that median even for a radius equal to the measured break distance.
 
 No maximum is predicted: T4 (``pl_convergence``) bounds the probe loss of full-batch gradient
 descent under a PL inequality, whose constant μ is not known before the attack, and no
 theorem of the catalogue turns a loss ceiling into a harm floor for ``exact_harm``; the record
-says so instead of faking one. For another harm proxy (T10's cross-entropy floor for sampled
-harm) the prediction is recorded as not available, with the reason.
+says so instead of faking one. For ``sampled_harm`` the same ball radii meet T11 (vi) with T10:
+each example's sequence cross-entropy has a floor CE_i(θ_0) − ‖g_i‖ρ − β_i ρ²/2 on B(θ_0, ρ)
+(exact gradients at θ_0, curvatures estimated as above, ``estimate_loss_curvature``), which
+caps the sampled harm by the mean of exp(−max(floor, 0)); the certified minimum is the first t
+with R_t beyond the largest ρ where that cap stays below φ.
 
 After the attacks (``compare``): per attack, the measured first break step
 (``judge.harm_break_step``) against the prediction. A break measured earlier than the
@@ -42,6 +56,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
+from empirical.certify.margin_curvature import CurvatureEstimate, LossCurvatureEstimate
 from empirical.certify.margins import MarginEstimate
 from empirical.engine.attack_config import AttackConfig
 from empirical.verify.claim import Claim, ClaimData
@@ -52,6 +67,7 @@ from empirical.verify.workspace import Log, Workspace, silent, write_json
 from theory.errors import HftaInputError
 
 __all__ = [
+    "BALL_DIRECTIONS",
     "BALL_POINTS",
     "BALL_SEED",
     "MarginSummary",
@@ -68,12 +84,17 @@ __all__ = [
     "warnings_of",
 ]
 
-#: Points sampled in the ball for the Lipschitz estimates (and θ_0 besides), and their seed
-#: (a claim option would be the place to set them; docs/science.md §4).
+#: Points of the ball the curvature bounds are estimated on (θ_0 besides): θ_0 ± ρ v_j for
+#: ``BALL_DIRECTIONS`` leading directions of the margin gradients, the rest uniform with seed
+#: ``BALL_SEED`` (a claim option would be the place to set them; docs/science.md §4).
 BALL_POINTS = 8
+BALL_DIRECTIONS = 2
 BALL_SEED = 0
 #: Bump when the margins' cache entries change meaning.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
+
+#: The constants a prediction rests on: exact harm (T11 (iv)-(v)) or sampled harm (T11 (vi)).
+Constants = CurvatureEstimate | LossCurvatureEstimate
 
 PredictionStatus = Literal[
     "held", "violated", "no break measured", "not available", "not attacked"
@@ -206,13 +227,15 @@ def step_radii(config: AttackConfig, d: int, theta0_norm: float | None) -> list[
 
 
 _BASIS = (
-    "T11 (harm_radius): f(theta_t) <= count(R_t)/n, the fraction of held-out examples whose "
-    "harm radius r_i = max_k max(0, -m_ik(theta_0))/L_ik is at most R_t; R_t from theory's "
-    "path-length bound over the first t rates of the schedule (T3 for Adam/AdamW)"
+    "T11 (harm_radius) (iv)-(v): f(theta_t) < phi while R_t <= rho, the flip radius below "
+    "which fewer than ceil(phi n) - h_0 held-out examples can be harmful at once (the joint "
+    "lemma over the Gram matrix of the margin gradients at theta_0 with a second-order "
+    "remainder, or the k-th smallest per-example curvature radius, the larger); R_t from "
+    "theory's path-length bound over the first t rates of the schedule (T3 for Adam/AdamW)"
 )
 _ASSUMPTIONS = [
-    "every margin m_ik is L_ik-Lipschitz on B(theta_0, R): L_ik is an estimate (the largest "
-    "sampled gradient norm), not a certificate",
+    "every summed margin D_i has a beta_i-Lipschitz gradient on B(theta_0, rho): beta_i is an "
+    "estimate (the largest sampled gradient secant), not a certificate",
     "the attack updates every parameter (full fine-tuning) with the planned optimizer and "
     "schedule, so its t-th iterate lies in B(theta_0, R_t)",
     "f is exact_harm on the held-out evaluation prompts, as the attack measures it",
@@ -236,7 +259,43 @@ def _quantiles(values: Sequence[float | None]) -> dict[str, float | None]:
     }
 
 
-def _summary(name: str, estimate: MarginEstimate, cached: bool) -> MarginSummary:
+_BASIS_UNION = (
+    "T11 (harm_radius): f(theta_t) <= count(R_t)/n, the fraction of held-out examples whose "
+    "harm radius r_i = max_k max(0, -m_ik(theta_0))/L_ik is at most R_t; R_t from theory's "
+    "path-length bound over the first t rates of the schedule (T3 for Adam/AdamW)"
+)
+_ASSUMPTIONS_UNION = [
+    "every margin m_ik is L_ik-Lipschitz on B(theta_0, R): L_ik is an estimate (the largest "
+    "sampled gradient norm), not a certificate",
+    *_ASSUMPTIONS[1:],
+]
+
+
+_BASIS_SAMPLED = (
+    "T11 (harm_radius) (vi) with T10 (harm_from_loss): on B(theta_0, rho) every held-out "
+    "example's sequence cross-entropy is at least CE_i(theta_0) - ||g_i|| rho - beta_i rho^2/2, "
+    "so the sampled harm is at most the mean of exp(-max(floor, 0)); f(theta_t) < phi while "
+    "R_t <= rho, the largest radius where that cap is below phi; R_t from theory's path-length "
+    "bound over the first t rates of the schedule (T3 for Adam/AdamW)"
+)
+_ASSUMPTIONS_SAMPLED = [
+    "every sequence cross-entropy CE_i has a beta_i-Lipschitz gradient on B(theta_0, rho): "
+    "beta_i is an estimate (the largest sampled gradient secant), not a certificate",
+    _ASSUMPTIONS[1],
+    "f is sampled_harm on the held-out evaluation prompts, as the attack measures it",
+]
+_BASES: dict[type, str] = {MarginEstimate: _BASIS_UNION, LossCurvatureEstimate: _BASIS_SAMPLED}
+_ASSUMPTION_LISTS: dict[type, list[str]] = {
+    MarginEstimate: _ASSUMPTIONS_UNION,
+    LossCurvatureEstimate: _ASSUMPTIONS_SAMPLED,
+}
+
+
+def _summary(
+    name: str, estimate: MarginEstimate | Constants, cached: bool
+) -> MarginSummary:
+    if isinstance(estimate, CurvatureEstimate | LossCurvatureEstimate):
+        return _curvature_summary(name, estimate, cached)
     constants = [value for row in estimate.lipschitz for value in row]
     return MarginSummary(
         evaluation=name,
@@ -257,18 +316,48 @@ def _summary(name: str, estimate: MarginEstimate, cached: bool) -> MarginSummary
     )
 
 
+def _curvature_summary(name: str, estimate: Constants, cached: bool) -> MarginSummary:
+    """The summary of a ``CurvatureEstimate``: ``lipschitz_range`` is the range of the
+    Lipschitz constants ‖g_i‖ + β_i ρ its constants imply for each D_i on B(θ_0, ρ),
+    ``radius`` the ball ρ the curvatures were estimated on."""
+    implied = [
+        g + beta * estimate.ball
+        for g, beta in zip(estimate.gradient_norms, estimate.curvatures, strict=True)
+    ]
+    harmful = estimate.harmful_at_start if isinstance(estimate, CurvatureEstimate) else 0
+    return MarginSummary(
+        evaluation=name,
+        examples=estimate.examples,
+        counted=sum(estimate.counted),
+        harmful_at_start=harmful,
+        radius=estimate.ball,
+        points=2 * estimate.directions + estimate.random_points,
+        seed=estimate.seed,
+        dimension=estimate.dimension,
+        method=estimate.method,
+        confidence=estimate.confidence,
+        note=estimate.note,
+        lipschitz_range=(min(implied), max(implied)) if implied else None,
+        radius_quantiles=_quantiles(estimate.radii()),
+        seconds=estimate.seconds,
+        cached=cached,
+    )
+
+
 def predict(
     planned: Planned,
     *,
     phi: float,
-    estimate: MarginEstimate | None,
+    estimate: MarginEstimate | Constants | None,
     constants: str | None,
     radii: list[float] | None,
     reason: str = "",
 ) -> Prediction:
-    """One attack's prediction from its step radii and the margin estimate (theory's
-    ``certified_steps`` and ``harm_ceiling``); not available when either is missing."""
-    from theory.theorems.harm_radius import certified_steps, harm_ceiling
+    """One attack's prediction from its step radii and the constants: a ``CurvatureEstimate``
+    through theory's ``steps_beyond`` and its flip radius (T11 (iv)-(v)), a
+    ``MarginEstimate`` (the first version) through ``certified_steps`` and ``harm_ceiling``;
+    not available when either is missing."""
+    from theory.theorems.harm_radius import certified_steps, harm_ceiling, steps_beyond
 
     config = planned.config
     label = (
@@ -282,27 +371,35 @@ def predict(
         "maximum_reason": _NO_MAXIMUM,
         "phi": phi,
         "budget_steps": config.budget_steps,
-        "basis": _BASIS,
-        "assumptions": _ASSUMPTIONS,
+        "basis": _BASES.get(type(estimate), _BASIS),
+        "assumptions": _ASSUMPTION_LISTS.get(type(estimate), _ASSUMPTIONS),
     }
     if estimate is None or radii is None:
         return Prediction(
             **common, available=False, reason=reason, minimum_steps=None,
             ceiling_at_budget=None, step_radii=[], constants=None,
         )
-    values = estimate.radius_values()
+    if isinstance(estimate, CurvatureEstimate | LossCurvatureEstimate):
+        minimum = steps_beyond(estimate.flip_radius(), radii)
+        ceiling = estimate.ceiling(radii[-1]) if radii else None
+    else:
+        values = estimate.radius_values()
+        minimum = certified_steps(values, radii, phi)
+        ceiling = harm_ceiling(values, radii[-1])
     return Prediction(
         **common,
         available=True,
         reason="",
-        minimum_steps=certified_steps(values, radii, phi),
-        ceiling_at_budget=harm_ceiling(values, radii[-1]),
+        minimum_steps=minimum,
+        ceiling_at_budget=ceiling,
         step_radii=radii,
         constants=constants,
     )
 
 
-def _cache_key(immunized: Path | None, evaluation: Path, radius: float, refusal: str | None) -> str:
+def _cache_key(
+    immunized: Path | None, evaluation: Path, radius: float, refusal: str | None, phi: float
+) -> str:
     from empirical.verify.workspace import model_data_key
 
     return model_data_key(
@@ -310,8 +407,10 @@ def _cache_key(immunized: Path | None, evaluation: Path, radius: float, refusal:
         evaluation,
         radius=radius,
         points=BALL_POINTS,
+        directions=BALL_DIRECTIONS,
         seed=BALL_SEED,
         refusal=refusal,
+        phi=phi,
         version=_CACHE_VERSION,
     )
 
@@ -323,20 +422,37 @@ def _margins(
     radius: float,
     refusal: str | None,
     log: Log,
-) -> tuple[MarginEstimate, bool]:
-    """The margin estimate of M* on one evaluation file, from the cache or measured."""
-    cache = workspace.theory / f"margins-{_cache_key(immunized, evaluation, radius, refusal)}.json"
+    phi: float = 0.5,
+    proxy: str = "exact_harm",
+) -> tuple[Constants, bool]:
+    """The constants of M* on one evaluation file (``estimate_curvature`` for exact harm,
+    ``estimate_loss_curvature`` for sampled harm), from the cache or measured."""
+    key = _cache_key(immunized, evaluation, radius, refusal, phi)
+    sampled = proxy == "sampled_harm"
+    cache = workspace.theory / f"{'losses' if sampled else 'margins'}-{key}.json"
+    record: type[CurvatureEstimate] | type[LossCurvatureEstimate] = (
+        LossCurvatureEstimate if sampled else CurvatureEstimate
+    )
     if cache.is_file():
-        return MarginEstimate.model_validate_json(cache.read_text(encoding="utf-8")), True
-    from empirical.certify.margins import estimate_margins
+        return record.model_validate_json(cache.read_text(encoding="utf-8")), True
+    from empirical.certify.margin_curvature import estimate_curvature, estimate_loss_curvature
     from empirical.datasets.data import load_examples
     from empirical.models.model import load_model
 
     examples = load_examples(evaluation)
-    log(f"margins of M* on {len(examples)} held-out prompts, B(theta_0, {radius:.3g})")
+    what = "sequence losses" if sampled else "margins"
+    log(f"{what} of M* on {len(examples)} held-out prompts, B(theta_0, {radius:.3g})")
     model, tokenizer = load_model(immunized)
-    estimate = estimate_margins(
-        model, tokenizer, examples, radius=radius, points=BALL_POINTS, seed=BALL_SEED,
+    estimator = estimate_loss_curvature if sampled else estimate_curvature
+    estimate: Constants = estimator(
+        model,
+        tokenizer,
+        examples,
+        radius=radius,
+        phi=phi,
+        directions=BALL_DIRECTIONS,
+        random_points=BALL_POINTS - 2 * BALL_DIRECTIONS,
+        seed=BALL_SEED,
         refusal=refusal,
     )
     write_json(cache, estimate.model_dump(mode="json"))
@@ -357,8 +473,8 @@ def predict_attacks(
     started = time.perf_counter()
     planned = planned_attacks(plan)
     phi, proxy = claim.harm.phi, claim.harm.proxy
-    if proxy != "exact_harm":
-        reason = f"no margin certificate for harm proxy {proxy!r} (T11 needs exact_harm)"
+    if proxy not in ("exact_harm", "sampled_harm"):
+        reason = f"no certificate for harm proxy {proxy!r} (T11 needs exact or sampled harm)"
         found = [predict(p, phi=phi, estimate=None, constants=None, radii=None, reason=reason)
                  for p in planned]
         return Predictions(proxy=proxy, predictions=found, constants=[],
@@ -377,14 +493,14 @@ def predict_attacks(
         except HftaInputError as exc:
             reasons[item.name] = f"no reachable radius before the attack: {exc}"
     largest = max((r[-1] for r in radii.values()), default=None)
-    estimates: dict[str, tuple[MarginEstimate, bool]] = {}
+    estimates: dict[str, tuple[Constants, bool]] = {}
     for item in planned:
         evaluation = item.config.evaluation_data
         if item.name not in radii or largest is None or evaluation is None:
             continue
         if evaluation.name not in estimates:
             estimates[evaluation.name] = _margins(
-                workspace, immunized, evaluation, largest, None, log
+                workspace, immunized, evaluation, largest, None, log, phi, proxy
             )
     found = []
     for item in planned:

@@ -15,10 +15,19 @@ r"""Proof of T11 ``harm_radius``: a harm ceiling over a ball, the margin lemma, 
    such lower bound); and with L = 0 and m(θ_0) ≤ 0 the example is never harmful (r_i = ∞).
 6. *certified steps* (z3): f ≤ count/n, count an integer and theory's ``STEPS_CONDITION``
    count < ⌈φn⌉ ⇒ f < φ.
+7. *curvature lemma* (z3): theory's ``margin_curvature`` (the Taylor bound of the combined
+   margin D_i, Cauchy–Schwarz, harmful only where D_i > 0), a_i > 0, ‖g_i‖ + β_i > 0 (else
+   D_i ≤ −a_i < 0 everywhere: r_i = ∞) and theory's ``curvature_parameters`` ⇒
+   ``radius_is_lower_bound`` with r_i = ``CURVATURE_RADIUS``.
+8. *joint lemma* (z3): theory's ``joint_curvature`` (the Taylor bounds summed over a set S,
+   Cauchy–Schwarz with U_S ≥ ‖g_S‖) and ``joint_parameters`` ⇒ theory's ``JOINT_LEMMA``: in
+   B(θ_0, R) with ``JOINT_SLACK`` ≤ 0 not every example of S is harmful.
 
 Controls (each must be refuted): the per-example step and the ceiling's indicator with the
 strictness turned (R ≤ r_i, 1[r_i < R]); radii ×2 in the indicator (1[2 r_i ≤ R]); the margin
-radius with L/2 in place of L; the steps condition with ≤ in place of <.
+radius with L/2 in place of L; the steps condition with ≤ in place of <; the curvature radius
+with the remainder dropped (β_i = 0: the first-order a_i/‖g_i‖); the joint slack with the
+remainder dropped (B_S = 0) and with U_S/2 in place of U_S.
 """
 
 from __future__ import annotations
@@ -203,6 +212,66 @@ def proof() -> Proof:
             "certified steps: count < ceil(phi n) => count < phi n",
         ),
     )
+    # 7. curvature lemma
+    curvature_fact = assumption_fact(thm, t11.MARGIN_CURVATURE.name)
+    curvature_facts: list[Fact] = [
+        curvature_fact,
+        indicator_value,
+        dist >= 0,
+        var(t11.a_i) > 0,
+        var(t11.g_i) + var(t11.beta_i) > 0,  # both 0: never harmful, r_i = inf (numerics)
+        *parameter_facts(thm, only=["curvature_parameters"]),
+    ]
+    curvature_as_radius = t11.RADIUS_IS_LOWER_BOUND.statement.xreplace(
+        {t11.r_i: t11.CURVATURE_RADIUS}
+    )
+    curvature_lemma = z3_obligation(
+        "curvature lemma: 2a/(g + sqrt(g^2 + 2 beta a)) is a harm radius",
+        sp.sstr(curvature_as_radius),
+        formula(curvature_as_radius),
+        curvature_facts,
+        uses=(t11.MARGIN_CURVATURE.name,),
+    )
+    first_order = mutate(curvature_as_radius, {t11.beta_i: sp.Integer(0)})
+    first_order_control = z3_obligation(
+        "curvature lemma with the remainder dropped (beta = 0)",
+        sp.sstr(first_order),
+        formula(first_order),
+        [*curvature_facts, var(t11.g_i) > 0],  # a/g defined: refuted by the remainder alone
+        kind="control",
+    )
+
+    # 8. joint lemma
+    h_set = var(t11.h_set)
+    joint_facts: list[Fact] = [
+        assumption_fact(thm, t11.JOINT_CURVATURE.name),
+        premise("all of S harmful or not", z3.Or(h_set == 0, h_set == 1)),
+        dist >= 0,
+        *parameter_facts(thm, only=["joint_parameters"]),
+    ]
+    joint_lemma = z3_obligation(
+        "joint lemma: a non-positive joint slack in the ball leaves S not all harmful",
+        sp.sstr(t11.JOINT_LEMMA),
+        formula(t11.JOINT_LEMMA),
+        joint_facts,
+        uses=(t11.JOINT_CURVATURE.name,),
+    )
+    no_remainder = mutate(t11.JOINT_LEMMA, {t11.B_S: sp.Integer(0)})
+    no_remainder_control = z3_obligation(
+        "joint lemma with the remainder dropped (B_S = 0 in the slack)",
+        sp.sstr(no_remainder),
+        formula(no_remainder),
+        joint_facts,
+        kind="control",
+    )
+    halved_sum = mutate(t11.JOINT_LEMMA, {t11.U_S: t11.U_S / 2})
+    halved_sum_control = z3_obligation(
+        "joint lemma with U_S/2 in place of U_S",
+        sp.sstr(halved_sum),
+        formula(halved_sum),
+        joint_facts,
+        kind="control",
+    )
     return Proof(
         thm,
         (
@@ -214,15 +283,28 @@ def proof() -> Proof:
             frozen_margin,
             below_phi_n,
             steps,
+            curvature_lemma,
+            joint_lemma,
             turned_control,
             strict_control,
             doubled_control,
             halved_control,
             loose_control,
+            first_order_control,
+            no_remainder_control,
+            halved_sum_control,
         ),
         summary="r_i as a lower bound per example, induction over examples, Lipschitz margins",
         defining=(
             ("one example outside its radius is not harmful", t11.RADIUS_IS_LOWER_BOUND.name),
             ("margin lemma: max(0, -m)/L is a harm radius", t11.MARGINS_LIPSCHITZ.name),
+            (
+                "curvature lemma: 2a/(g + sqrt(g^2 + 2 beta a)) is a harm radius",
+                t11.MARGIN_CURVATURE.name,
+            ),
+            (
+                "joint lemma: a non-positive joint slack in the ball leaves S not all harmful",
+                t11.JOINT_CURVATURE.name,
+            ),
         ),
     )

@@ -22,14 +22,27 @@ attack (largest rate, full budget, several seeds) never reaches φ; the aligned 
 never certified for practitioners' classes (constant lr ≥ 0.02, T ≥ 75, C = 1).
 Negative controls: R_t × 0.5 is caught by the distance check; a ceiling that counts r_i < R
 instead of r_i ≤ R is caught at the first evaluation (examples harmful at W_0 have r_i = 0).
+
+Full fine-tuning, T11 (iv)-(v) (``estimate_curvature``, what ``hfta verify`` predicts with):
+on the demo's M* (the adversarial-loss defence of claims/demo.toml applied to the embedded
+model) the clipped-SGD attackers of ``benchmarks/prediction_bench.py`` (C = 1, lr 0.1 and 0.3,
+cosine, 100 steps, f every 5 steps) break M*, and the flip radius, estimated before the
+attacks, stays below the distance ‖θ − θ_0‖ at the first break, so the certified minimum steps
+stay at or below the measured break step. Negative control: the same constants with the
+Taylor remainder dropped (or ×0.25) claim a radius beyond a measured break distance. The same
+for sampled harm (T11 (vi) with T10, ``estimate_loss_curvature``): the attacks measuring
+``sampled_harm`` break no earlier than certified and no closer than the radius; constants
+×0.25 claim a radius beyond a measured break distance.
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import pytest
 from hypothesis import given, note, settings
@@ -43,10 +56,16 @@ from empirical.certify.harm_radius import (
     head_radii,
     step_radii,
 )
+from empirical.certify.margin_curvature import (
+    CurvatureEstimate,
+    estimate_curvature,
+    estimate_loss_curvature,
+)
 from empirical.datasets.data import Example
 from empirical.engine.attack import AttackConfig, _embedded_benchmark, attack
 from empirical.measurement.trajectory import Trajectory
 from empirical.models.model import load_model
+from empirical.verify.claim import ClaimData
 from tests.properties._runs import examples
 from theory.theorems import harm_radius
 
@@ -236,3 +255,111 @@ def test_the_aligned_baseline_is_never_certified_for_practical_classes(
     assert certificate.status == "not certified"
     assert certificate.certified_steps is not None and certificate.certified_steps <= budget
     assert math.isfinite(certificate.reachable_radius)
+
+
+# --------------------------------------------------------------------------- full fine-tuning
+@dataclass(frozen=True)
+class Demo:
+    """The demo's M*, its held-out data, the curvature constants and the step radii."""
+
+    directory: Path
+    data: ClaimData
+    estimate: CurvatureEstimate
+    radii: dict[float, list[float]]
+    configs: dict[float, AttackConfig]
+
+
+SGD_RATES = (0.1, 0.3)
+
+
+@cache
+def demo() -> Demo:
+    from empirical.verify import predict
+    from empirical.verify.claim import DEFAULT_CLAIM, parse_claim
+    from empirical.verify.defence import immunize
+    from empirical.verify.stages import prepare
+    from empirical.verify.theory import start_point
+    from empirical.verify.workspace import Workspace
+
+    prepared = prepare(parse_claim(DEFAULT_CLAIM.read_text(encoding="utf-8")))
+    workspace = Workspace(Path(tempfile.mkdtemp(prefix="t11-demo-")))
+    immunized = immunize(prepared, workspace).immunized_path
+    assert immunized is not None
+    configs = {
+        lr: AttackConfig(
+            model=immunized, optimizer="sgd", learning_rate=lr, schedule="cosine",
+            warmup_fraction=0.1, max_grad_norm=1.0, batch_size=16, budget_steps=100,
+            eval_every=5, seed=0,
+        )
+        for lr in SGD_RATES
+    }
+    d, norm = start_point(immunized)
+    radii = {lr: predict.step_radii(c, d, norm) for lr, c in configs.items()}
+    model, tokenizer = load_model(immunized)
+    estimate = estimate_curvature(
+        model, tokenizer, prepared.data.evaluation, radius=max(r[-1] for r in radii.values()),
+        phi=PHI, directions=predict.BALL_DIRECTIONS,
+        random_points=predict.BALL_POINTS - 2 * predict.BALL_DIRECTIONS, seed=predict.BALL_SEED,
+    )
+    return Demo(immunized, prepared.data, estimate, radii, configs)
+
+
+@cache
+def sgd_break(lr: float, proxy: str = "exact_harm") -> tuple[int, float]:
+    """The first evaluated step with f > φ of the clipped-SGD attack at ``lr`` on M*
+    (f = ``proxy``), and ‖θ − θ_0‖ there (the attack stops at its first break)."""
+    setting = demo()
+    trajectory = attack(
+        setting.configs[lr].model_copy(update={"harm_proxy": proxy}),
+        data=setting.data.attack,
+        evaluation=setting.data.evaluation,
+        reference=setting.data.reference,
+        on_evaluation=lambda e: e.harm is not None and e.harm > PHI,
+    ).trajectory
+    broke = next(e.step for e in trajectory.evaluations if e.harm is not None and e.harm > PHI)
+    distance = trajectory.distance_from_start[broke]
+    assert distance is not None
+    return broke, distance
+
+
+@pytest.mark.slow
+def test_certified_steps_never_exceed_the_measured_break_of_clipped_sgd() -> None:
+    """flip radius ≤ ‖θ_break − θ_0‖ and steps_beyond(flip radius) ≤ the measured break, on
+    both rates of the benchmark; the remainder dropped (or constants ×0.25) would fail."""
+    setting = demo()
+    radius = setting.estimate.flip_radius()
+    assert 0.0 < radius < math.inf
+    distances = []
+    for lr in SGD_RATES:
+        broke, distance = sgd_break(lr)
+        certified = harm_radius.steps_beyond(radius, setting.radii[lr])
+        seen = f"lr {lr}: break at {broke} (distance {distance:.3f}), certified {certified}"
+        assert certified is not None and certified <= broke, seen
+        assert radius <= distance, f"{seen}, flip radius {radius:.3f}"
+        distances.append(distance)
+    for wrong in (setting.estimate.without_remainder(), setting.estimate.scaled(0.25)):
+        assert wrong.flip_radius() > min(distances), wrong.note
+
+
+@pytest.mark.slow
+def test_sampled_harm_predictions_never_exceed_the_measured_break_of_clipped_sgd() -> None:
+    from empirical.verify import predict
+
+    setting = demo()
+    model, tokenizer = load_model(setting.directory)
+    estimate = estimate_loss_curvature(
+        model, tokenizer, setting.data.evaluation, radius=setting.estimate.radius, phi=PHI,
+        directions=predict.BALL_DIRECTIONS,
+        random_points=predict.BALL_POINTS - 2 * predict.BALL_DIRECTIONS, seed=predict.BALL_SEED,
+    )
+    radius = estimate.flip_radius()
+    assert 0.0 < radius < math.inf
+    distances = []
+    for lr in SGD_RATES:
+        broke, distance = sgd_break(lr, "sampled_harm")
+        certified = harm_radius.steps_beyond(radius, setting.radii[lr])
+        seen = f"lr {lr}: sampled break at {broke} (distance {distance:.3f}), certified {certified}"
+        assert certified is not None and certified <= broke, seen
+        assert radius <= distance, f"{seen}, radius {radius:.3f}"
+        distances.append(distance)
+    assert estimate.scaled(0.25).flip_radius() > min(distances)

@@ -1,7 +1,9 @@
 """Predictions before the attacks (``empirical.verify.predict``, ``empirical.certify.margins``):
 stated before any attack runs, written into verdict.json, report.md and report.html, compared
 with the measured breaks afterwards, and caught when the constants are wrong (negative
-controls: Lipschitz estimates shrunk, reachable radii shrunk)."""
+controls: constants shrunk, reachable radii shrunk). The verifier's constants are T11 (iv)-(v)
+(``estimate_curvature``); the first version's (``estimate_margins``) are still checked, as
+``predict`` still accepts them (the benchmark compares both)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,11 @@ from typing import Any
 import pytest
 import torch
 
+from empirical.certify.margin_curvature import (
+    CurvatureEstimate,
+    LossCurvatureEstimate,
+    estimate_curvature,
+)
 from empirical.certify.margins import MarginEstimate, estimate_margins
 from empirical.engine.attack import AttackConfig
 from empirical.measurement.proxies import teacher_forced
@@ -24,7 +31,6 @@ from empirical.verify.claim import Claim, ClaimData
 from empirical.verify.outcome import AttackRun
 from empirical.verify.plan import AttackPlan, named_runs, plan_attacks
 from empirical.verify.predict import (
-    Prediction,
     Predictions,
     compare,
     median_ratio,
@@ -76,9 +82,9 @@ class OrderedStandIn(StandIn):
         return super().__call__(configs, **options)
 
 
-def _setting(tmp_path: Path) -> tuple[Claim, AttackPlan, list[AttackRun], MarginEstimate]:
+def _setting(tmp_path: Path) -> tuple[Claim, AttackPlan, list[AttackRun], CurvatureEstimate]:
     """The stand-in claim's plan, its grid's stand-in runs (lr 3e-3 breaks at step 20) and
-    a real margin estimate of the embedded model on its evaluation prompts."""
+    a real estimate of the embedded model's margin constants on its evaluation prompts."""
     claim = _claim()
     prepared = prepare(claim)
     plan = plan_attacks(claim, prepared.data, Workspace(tmp_path), None)
@@ -86,14 +92,18 @@ def _setting(tmp_path: Path) -> tuple[Claim, AttackPlan, list[AttackRun], Margin
     d, norm = start_point(None)
     radius = max(step_radii(c, d, norm)[-1] for c in plan.grid)
     model, tokenizer = load_model(None)
-    estimate = estimate_margins(
-        model, tokenizer, prepared.data.evaluation, radius=radius, points=POINTS
+    estimate = estimate_curvature(
+        model, tokenizer, prepared.data.evaluation, radius=radius, phi=claim.harm.phi,
+        directions=1, random_points=POINTS,
     )
     return claim, plan, runs, estimate
 
 
 def _predictions(
-    claim: Claim, plan: AttackPlan, estimate: MarginEstimate, radius_factor: float = 1.0
+    claim: Claim,
+    plan: AttackPlan,
+    estimate: MarginEstimate | CurvatureEstimate,
+    radius_factor: float = 1.0,
 ) -> Predictions:
     d, norm = start_point(None)
     found = [
@@ -184,7 +194,8 @@ def test_predict_runs_before_any_attack(tmp_path: Path) -> None:
     assert result.timing["predict"] >= 0.0
     (constants,) = predictions.constants
     assert constants.is_estimate and constants.points == predict_module.BALL_POINTS
-    assert "not a certificate" in constants.note and "1 - q^8" in constants.confidence
+    assert "not a certificate" in constants.note and "1 - q^4" in constants.confidence
+    assert "leading singular directions" in constants.confidence
 
 
 def test_step_radii_follow_theory_and_the_schedule() -> None:
@@ -229,8 +240,8 @@ def test_predictions_are_in_verdict_json_and_report(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- after attacks
 def test_a_break_earlier_than_predicted_is_reported_violated(tmp_path: Path) -> None:
     """Honest constants: the lr 3e-3 attacks break at step 20, after the certified minimum.
-    Negative controls: Lipschitz estimates x1e-3 (harm radii x1000) and reachable radii
-    x1e-3 both predict no break before step 20, and the measured break contradicts them."""
+    Negative controls: constants x1e-6 (flip radius x1000 or more) and reachable radii x1e-3 both
+    predict no break before step 20, and the measured break contradicts them."""
     claim, plan, runs, estimate = _setting(tmp_path)
     honest = compare(claim, _predictions(claim, plan, estimate), runs)
     assert {c.run: c.status for c in honest.checks} == {
@@ -240,7 +251,7 @@ def test_a_break_earlier_than_predicted_is_reported_violated(tmp_path: Path) -> 
     assert not honest.violated and median_ratio(honest) is not None
     assert predict_module.warnings_of(honest) == []
     for wrong in (
-        _predictions(claim, plan, estimate.scaled(1e-3)),
+        _predictions(claim, plan, estimate.scaled(1e-6)),
         _predictions(claim, plan, estimate, radius_factor=1e-3),
     ):
         checked = compare(claim, wrong, runs)
@@ -260,8 +271,8 @@ def test_verify_lists_a_violated_prediction_in_the_warnings(tmp_path: Path) -> N
     ) -> Predictions:
         real = predict_attacks(claim, data, plan, workspace, immunized, log)
         cache = next(workspace.theory.glob("margins-*.json"))
-        estimate = MarginEstimate.model_validate_json(cache.read_text(encoding="utf-8"))
-        return _predictions(claim, plan, estimate.scaled(1e-3)).model_copy(
+        estimate = CurvatureEstimate.model_validate_json(cache.read_text(encoding="utf-8"))
+        return _predictions(claim, plan, estimate.scaled(1e-6)).model_copy(
             update={"constants": real.constants}
         )
 
@@ -273,14 +284,96 @@ def test_verify_lists_a_violated_prediction_in_the_warnings(tmp_path: Path) -> N
     ]
 
 
-def test_an_unplanned_attack_and_another_proxy_are_not_available(tmp_path: Path) -> None:
+def test_an_unplanned_attack_is_not_available(tmp_path: Path) -> None:
     claim, plan, runs, estimate = _setting(tmp_path)
     predictions = _predictions(claim, plan, estimate)
     extra = AttackRun("search", "search-000", runs[1].config, runs[1].trajectory)
     checked = compare(claim, predictions, [*runs, extra])
     assert checked.checks[-1].status == "not available"
     assert "not predicted before the attack" in checked.checks[-1].text
+
+
+# --------------------------------------------------------------------------- T11 (iv)-(vi)
+def test_the_combined_margin_gradient_is_autograd_and_moves_the_margin() -> None:
+    """‖g_i‖ is the norm of the autograd gradient of D_i (the short margins summed, the
+    competitor of each fixed at theta_0), and a step eps along it raises D_i by eps ‖g_i‖ to
+    first order (a wrong factor, e.g. ‖g_i‖/2, would fail the second check)."""
+    from empirical.datasets.text import IGNORE_INDEX, encode
+
+    data = prepare(_claim()).data
+    model, tokenizer = load_model(None)
+    example = data.evaluation[0]
+    estimate = estimate_curvature(
+        model, tokenizer, [example], radius=0.0, phi=1.0, directions=1, random_points=0
+    )
+    assert estimate.candidates == [0] and estimate.harmful_at_start == 0
+    batch = encode(tokenizer, [example], 32)
+    targets = batch["labels"][0, 1:]
+    parameters = [p for p in model.parameters() if p.requires_grad]
+
+    def combined() -> torch.Tensor:
+        logits = model(input_ids=batch["input_ids"]).logits[0, :-1]
+        total: torch.Tensor = logits.new_zeros(())
+        for position in (targets != IGNORE_INDEX).nonzero()[:, 0].tolist():
+            row = logits[position]
+            wanted = int(targets[position])
+            others = row.detach().clone()
+            others[wanted] = -math.inf
+            rival = int(others.argmax())
+            if float((row[wanted] - row[rival]).detach()) <= 0.0:
+                total = total + row[wanted] - row[rival]
+        return total
+
+    start = combined()
+    assert float(-start.detach()) == pytest.approx(estimate.deficits[0], rel=1e-4)
+    gradients = torch.autograd.grad(start, parameters)
+    norm = math.sqrt(sum(float(g.square().sum()) for g in gradients))
+    assert estimate.gradient_norms[0] == pytest.approx(norm, rel=1e-4)
+    eps = 1e-4
+    with torch.no_grad():
+        for p, g in zip(parameters, gradients, strict=True):
+            p.add_(eps * g / norm)
+        change = float(combined() - start)
+    assert change == pytest.approx(eps * norm, rel=0.05)
+    assert change > eps * norm / 2
+
+
+def test_the_flip_radius_stays_in_the_ball_the_curvatures_hold_on(tmp_path: Path) -> None:
+    """The ball is the first-order flip radius (capped at R); the second-order flip radius is
+    inside it, and dropping the remainder gives back the first-order radius (the control the
+    property test shows failing on real attacks)."""
+    from theory.theorems.harm_radius import flip_radius
+
+    *_, estimate = _setting(tmp_path)
+    k = estimate.needed()
+    first = flip_radius(estimate.deficits, estimate.gram, [0.0] * len(estimate.deficits), k)
+    assert estimate.ball == pytest.approx(min(estimate.radius, first))
+    assert 0.0 < estimate.flip_radius() < estimate.ball
+    assert any(b > 0 for b in estimate.curvatures)
+    assert estimate.without_remainder().flip_radius() == pytest.approx(estimate.ball)
+    assert estimate.ceiling(0.0) == 0.0 and estimate.ceiling(estimate.radius) <= 1.0
+
+
+def test_sampled_harm_gets_a_prediction_through_t10(tmp_path: Path) -> None:
+    """sampled_harm: the cap on f_s at theta_0 is the proxy's own value (T10 with the floors
+    at distance 0 = the measured losses), the cap grows with the radius, and every planned
+    attack is predicted; the constants x1e-6 push the prediction past the budget."""
+    from empirical.measurement.proxies import sampled_harm
+
     sampled = _claim(**{"phi = 0.5": 'proxy = "sampled_harm"\nphi = 0.5'})
-    found = predict_attacks(sampled, prepare(sampled).data, plan, Workspace(tmp_path), None)
-    assert all(not p.available and "sampled_harm" in p.reason for p in found.predictions)
-    assert all(isinstance(p, Prediction) and p.minimum_steps is None for p in found.predictions)
+    prepared = prepare(sampled)
+    plan = plan_attacks(sampled, prepared.data, Workspace(tmp_path), None)
+    found = predict_attacks(sampled, prepared.data, plan, Workspace(tmp_path), None)
+    assert all(p.available and p.minimum_steps is not None for p in found.predictions)
+    assert "T10" in found.predictions[0].basis
+    cache = next(Workspace(tmp_path).theory.glob("losses-*.json"))
+    estimate = LossCurvatureEstimate.model_validate_json(cache.read_text(encoding="utf-8"))
+    model, tokenizer = load_model(None)
+    measured = sampled_harm()(model, tokenizer, prepared.data.evaluation)
+    assert estimate.ceiling(0.0) == pytest.approx(measured, rel=1e-4, abs=1e-9)
+    assert estimate.ceiling(0.0) < estimate.ceiling(estimate.ball) <= 1.0
+    wrong = [
+        predict(item, phi=0.5, estimate=estimate.scaled(1e-6), constants="e", radii=p.step_radii)
+        for item, p in zip(planned_attacks(plan), found.predictions, strict=True)
+    ]
+    assert all(w.minimum_steps is None for w in wrong)

@@ -44,6 +44,51 @@ applied here to weights instead of inputs.
 3
 >>> margin_radius([-1.0, 2.0], [2.0, 1.0])
 0.5
+
+(iv) *Curvature lemma* (second order, per example). Fix for example i a combination
+D_i = Σ_k w_k d_k (w_k ≥ 0, not all 0) of the smooth differences d_k(θ) = logit_{y_k}(θ) −
+logit_{j_k}(θ) with j_k the strongest competitor at θ_0: m_k ≤ d_k and d_k(θ_0) = m_k(θ_0), so
+example i is harmful only where D_i > 0. With the deficit a_i = −D_i(θ_0) ≥ 0, the gradient
+g_i = ∇D_i(θ_0) and a curvature bound β_i (∇D_i β_i-Lipschitz on the ball, hence the Taylor
+bound D_i(θ_0 + Δ) ≤ −a_i + ⟨g_i, Δ⟩ + β_i ‖Δ‖²/2 ≤ −a_i + ‖g_i‖ ρ + β_i ρ²/2 for ‖Δ‖ ≤ ρ),
+
+    r_i  =  2 a_i / (‖g_i‖ + √(‖g_i‖² + 2 β_i a_i))        (``CURVATURE_RADIUS``: the positive
+                                                           root of β ρ²/2 + ‖g‖ ρ − a = 0)
+
+is a harm radius (at ‖Δ‖ ≤ r_i the bound is ≤ 0). With β_i = 0 it is the first-order a_i/‖g_i‖
+with the gradient at θ_0 instead of a Lipschitz constant over the ball.
+
+(v) *Joint lemma* (one displacement for several examples). If every example of a set S is
+harmful at θ_0 + Δ, summing (iv) over S and Cauchy–Schwarz give
+
+    0 < Σ_S D_i(θ_0 + Δ) ≤ −A_S + ⟨g_S, Δ⟩ + B_S ρ²/2 ≤ −A_S + U_S ρ + B_S ρ²/2
+
+(A_S = Σ_S a_i, g_S = Σ_S g_i, B_S = Σ_S β_i, U_S ≥ ‖g_S‖; ``JOINT_SLACK``). So where
+``JOINT_SLACK`` ≤ 0 at ρ the examples of S are not all harmful in B(θ_0, ρ). Over every S of
+size k: max_S ≤ U_k ρ + topk_i(β_i ρ²/2 − a_i) with U_k ≥ max_{|S|=k} ‖g_S‖ from the Gram matrix
+of the g_i (``gram_sum_bound``: √(k λ_max), the k largest ‖g_i‖ summed, or the k largest of the
+row sums of each row's k largest entries, whichever is least); ``joint_radius`` is the largest
+ρ where that is ≤ 0: fewer than k of these examples turn harmful in B(θ_0, ρ). The attacker's
+one direction Δ cannot align with every g_i at once, which the union over examples (i) ignores;
+``flip_radius`` takes the larger of the joint radius and the k-th smallest r_i of (iv) (both
+valid), and ``steps_beyond`` the first step whose R_t exceeds it.
+
+(vi) *Sampled harm* (with T10, ``harm_from_loss``). The same Taylor bound read from below for
+an example's sequence cross-entropy CE_i (gradient norm ‖g_i‖ at θ_0, curvature bound β_i):
+CE_i(θ) ≥ l_i(ρ) = CE_i(θ_0) − ‖g_i‖ ρ − β_i ρ²/2 on B(θ_0, ρ) (``LOSS_FLOOR``), so T10 (a)
+caps the sampled harm there by (1/n) Σ_i exp(−max(l_i(ρ), 0)); ``sampled_radius`` is the
+largest ρ where that cap is < φ, and ``steps_beyond`` turns it into steps as above.
+
+Source of (iv)-(vi): the descent lemma (Taylor with a Lipschitz gradient, Nesterov 2004,
+Lemma 1.2.3) per example, summed over the set, and Cauchy–Schwarz; λ_max bounds the quadratic
+form 1_S^T G 1_S ≤ k λ_max(G) (Rayleigh).
+
+>>> round(curvature_radius(1.0, 1.0, 0.0), 12)
+1.0
+>>> round(curvature_radius(1.5, 1.0, 8.0), 12)
+0.5
+>>> round(joint_radius([1.0, 1.0], [[1.0, 0.0], [0.0, 1.0]], [0.0, 0.0], 2), 6)
+1.414214
 """
 
 from __future__ import annotations
@@ -53,6 +98,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import sympy as sp
 
 from theory.errors import AssumptionError
@@ -91,6 +137,33 @@ STEPS_CONDITION: sp.Basic = sp.Lt(count, sp.ceiling(phi * n))
 #: The theorem's conclusion: the ceiling (i) and the margin lemma (ii).
 CONCLUSION: sp.Basic = sp.And(sp.Le(harm, BOUND), sp.Ge(r_i, MARGIN_RADIUS))
 
+#: (iv) a combined margin's deficit a_i = −D_i(θ_0), its gradient norm ‖g_i‖ at θ_0, its
+#: curvature bound β_i on the ball, its value D_i(θ) and ⟨g_i, θ − θ_0⟩
+a_i = sp.Symbol("a_i", real=True)
+g_i = sp.Symbol("g_i", real=True)
+beta_i = sp.Symbol("beta_i", real=True)
+D_at = sp.Symbol("D_at", real=True)
+inner = sp.Symbol("inner", real=True)
+#: (v) over a set S: A_S = Σ_S a_i, U_S ≥ ‖Σ_S g_i‖, B_S = Σ_S β_i, Σ_S D_i(θ), ⟨g_S, θ − θ_0⟩,
+#: and h_S ∈ {0, 1}: every example of S harmful at θ
+A_S = sp.Symbol("A_S", real=True)
+U_S = sp.Symbol("U_S", real=True)
+B_S = sp.Symbol("B_S", real=True)
+D_S_at = sp.Symbol("D_S_at", real=True)
+inner_set = sp.Symbol("inner_S", real=True)
+h_set = sp.Symbol("h_S", real=True)
+
+#: (iv) 2a/(‖g‖ + √(‖g‖² + 2βa)): the distance the second-order bound needs to reach 0.
+CURVATURE_RADIUS: sp.Expr = 2 * a_i / (g_i + sp.sqrt(g_i**2 + 2 * beta_i * a_i))
+#: (v) −A_S + U_S R + B_S R²/2: where it is ≤ 0, the examples of S are not all harmful.
+JOINT_SLACK: sp.Expr = -A_S + U_S * R + B_S * R**2 / 2
+#: (vi) CE_i(θ_0) − ‖g_i‖R − β_i R²/2 (a_i read as CE_i(θ_0)): a floor on CE_i over B(θ_0, R).
+LOSS_FLOOR: sp.Expr = a_i - g_i * R - beta_i * R**2 / 2
+#: (v) the joint lemma: inside B(θ_0, R) with a non-positive slack, not all of S is harmful.
+JOINT_LEMMA: sp.Basic = sp.Implies(
+    sp.And(sp.Le(dist, R), sp.Le(JOINT_SLACK, 0)), sp.Eq(h_set, 0)
+)
+
 RADIUS_IS_LOWER_BOUND = Assumption(
     "radius_is_lower_bound",
     sp.Implies(sp.Gt(h_i, 0), sp.Ge(dist, r_i)),
@@ -118,6 +191,30 @@ REACHABLE_RADIUS = Assumption(
     "Adam/AdamW: T3's step bounds)",
     kind="hypothesis",
 )
+MARGIN_CURVATURE = Assumption(
+    "margin_curvature",
+    sp.And(
+        sp.Le(D_at, -a_i + inner + beta_i * dist**2 / 2),
+        sp.Le(inner, g_i * dist),
+        sp.Implies(sp.Gt(h_i, 0), sp.Gt(D_at, 0)),
+    ),
+    "the combined margin D_i has a beta_i-Lipschitz gradient on the ball (Taylor: D_i(theta) <= "
+    "-a_i + <g_i, theta - theta_0> + beta_i ||theta - theta_0||^2/2), <g_i, .> <= ||g_i|| ||.|| "
+    "(Cauchy-Schwarz), and example i is harmful only where D_i > 0",
+    kind="hypothesis",
+)
+JOINT_CURVATURE = Assumption(
+    "joint_curvature",
+    sp.And(
+        sp.Le(D_S_at, -A_S + inner_set + B_S * dist**2 / 2),
+        sp.Le(inner_set, U_S * dist),
+        sp.Implies(sp.Gt(h_set, 0), sp.Gt(D_S_at, 0)),
+    ),
+    "summed over a set S, the Taylor bounds of margin_curvature bound sum_S D_i(theta); "
+    "<g_S, .> <= U_S ||.|| with U_S >= ||sum_S g_i||; every example of S harmful implies "
+    "sum_S D_i > 0",
+    kind="hypothesis",
+)
 R_NONNEGATIVE = Assumption("R_nonnegative", sp.Ge(R, 0), "ball radius R >= 0")
 N_AT_LEAST_ONE = Assumption("n_at_least_one", sp.Ge(n, 1), "at least one example, n >= 1")
 N_INTEGER = Assumption("n_integer", sp.Eq(sp.floor(n), n), "n counts examples")
@@ -128,6 +225,16 @@ PHI_IN_UNIT_INTERVAL = Assumption(
     "phi_in_unit_interval", sp.And(sp.Gt(phi, 0), sp.Le(phi, 1)), "harm threshold 0 < phi <= 1"
 )
 LIPSCHITZ_NONNEGATIVE = Assumption("L_k_nonnegative", sp.Ge(L_k, 0), "Lipschitz constant L_k >= 0")
+CURVATURE_PARAMETERS = Assumption(
+    "curvature_parameters",
+    sp.And(sp.Ge(a_i, 0), sp.Ge(g_i, 0), sp.Ge(beta_i, 0)),
+    "deficit a_i >= 0, gradient norm ||g_i|| >= 0, curvature bound beta_i >= 0",
+)
+JOINT_PARAMETERS = Assumption(
+    "joint_parameters",
+    sp.And(sp.Ge(U_S, 0), sp.Ge(B_S, 0)),
+    "U_S >= 0 (a norm bound), B_S >= 0 (a sum of curvature bounds)",
+)
 
 
 @dataclass(frozen=True)
@@ -153,6 +260,10 @@ class HarmRadius(Theorem):
         COUNT_IN_RANGE,
         PHI_IN_UNIT_INTERVAL,
         LIPSCHITZ_NONNEGATIVE,
+        MARGIN_CURVATURE,
+        JOINT_CURVATURE,
+        CURVATURE_PARAMETERS,
+        JOINT_PARAMETERS,
     )
     conclusion: sp.Basic = CONCLUSION
     bound: sp.Expr = BOUND
@@ -218,3 +329,181 @@ def margin_radius(margins: Sequence[float], lipschitz: Sequence[float]) -> float
             continue
         worst = max(worst, float(fn(float(constant), float(value))))
     return worst
+
+
+# --------------------------------------------------------------------------- (iv) and (v)
+def _nonnegative(value: float, assumption: str, what: str) -> float:
+    number = float(value)
+    if not math.isfinite(number) or number < 0.0:
+        raise AssumptionError(THEOREM.label, assumption, f"{what} = {value!r}")
+    return number
+
+
+def curvature_radius(deficit: float, gradient_norm: float, curvature: float) -> float:
+    """(iv): 2a/(‖g‖ + √(‖g‖² + 2βa)), the harm radius of one example from its combined
+    margin's deficit a = −D(θ_0), gradient norm ‖g‖ at θ_0 and curvature bound β on the ball
+    (∞ when ‖g‖ = β = 0 and a > 0: the bound never reaches 0; 0 when a = 0)."""
+    a = _nonnegative(deficit, "curvature_parameters", "a_i")
+    g = _nonnegative(gradient_norm, "curvature_parameters", "||g_i||")
+    beta = _nonnegative(curvature, "curvature_parameters", "beta_i")
+    if a == 0.0:
+        return 0.0
+    if g == 0.0 and beta == 0.0:
+        return math.inf
+    fn = lambdified(CURVATURE_RADIUS, (a_i, beta_i, g_i))
+    return float(fn(a, beta, g))
+
+
+def _gram(gram: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+    matrix = np.asarray(gram, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not np.all(np.isfinite(matrix)):
+        raise AssumptionError(
+            THEOREM.label, "joint_curvature", f"need a square finite Gram matrix: {matrix.shape}"
+        )
+    return (matrix + matrix.T) / 2.0
+
+
+def gram_sum_bound(gram: Sequence[Sequence[float]] | np.ndarray, k: int) -> float:
+    """(v): U_k ≥ max over sets S of k indices of ‖Σ_S g_i‖, from the Gram matrix
+    G_ij = ⟨g_i, g_j⟩: the least of √(k λ_max(G)) (Rayleigh: 1_S^T G 1_S ≤ k λ_max), the sum
+    of the k largest ‖g_i‖ (triangle inequality) and √(the k largest row scores), a row's score
+    being the sum of its k largest entries (1_S^T G 1_S = Σ_{i∈S} Σ_{j∈S} G_ij)."""
+    matrix = _gram(gram)
+    size = matrix.shape[0]
+    if not 1 <= k <= size:
+        raise AssumptionError(THEOREM.label, "joint_curvature", f"need 1 <= k <= {size}, got {k}")
+    largest = float(max(np.linalg.eigvalsh(matrix)[-1], 0.0))
+    norms = np.sqrt(np.clip(np.diag(matrix), 0.0, None))
+    triangle = float(np.sort(norms)[::-1][:k].sum())
+    rows = np.sort(matrix, axis=1)[:, ::-1][:, :k].sum(axis=1)
+    scored = float(max(np.sort(rows)[::-1][:k].sum(), 0.0))
+    return min(math.sqrt(k * largest), triangle, math.sqrt(scored))
+
+
+#: per-example constants: a sequence of floats or a numpy vector
+Floats = Sequence[float] | np.ndarray
+
+
+def joint_slack(radius: float, deficits: Floats, curvatures: Floats, bound: float, k: int) -> float:
+    """(v): U_k ρ + (the k largest of β_i ρ²/2 − a_i), an upper bound on ``JOINT_SLACK`` at
+    ρ = ``radius`` over every set of k examples (``bound`` = U_k of ``gram_sum_bound``)."""
+    rho = _nonnegative(radius, "R_nonnegative", "rho")
+    terms = np.asarray(curvatures, dtype=np.float64) * rho**2 / 2.0 - np.asarray(deficits)
+    return float(bound * rho + np.sort(terms)[::-1][:k].sum())
+
+
+def _checked_joint(deficits: Floats, curvatures: Floats) -> tuple[list[float], list[float]]:
+    if len(deficits) != len(curvatures):
+        raise AssumptionError(
+            THEOREM.label, "joint_curvature",
+            f"need one curvature per deficit, got {len(deficits)} and {len(curvatures)}",
+        )
+    return (
+        [_nonnegative(a, "curvature_parameters", "a_i") for a in deficits],
+        [_nonnegative(b, "curvature_parameters", "beta_i") for b in curvatures],
+    )
+
+
+def joint_radius(
+    deficits: Floats, gram: Sequence[Sequence[float]] | np.ndarray, curvatures: Floats, k: int
+) -> float:
+    """(v): the largest ρ with ``joint_slack`` ≤ 0 (bisection, the lower end kept): in
+    B(θ_0, ρ) fewer than k of these examples are harmful at once; ∞ when the slack never
+    turns positive (U_k = 0 and every β_i = 0)."""
+    a, beta = _checked_joint(deficits, curvatures)
+    bound = gram_sum_bound(gram, k)
+    if len(a) != _gram(gram).shape[0]:
+        raise AssumptionError(THEOREM.label, "joint_curvature", "Gram matrix and deficits differ")
+    if bound == 0.0 and max(beta) == 0.0:
+        return math.inf
+    if joint_slack(0.0, a, beta, bound, k) > 0.0:
+        return 0.0
+    low, high = 0.0, 1.0
+    while joint_slack(high, a, beta, bound, k) <= 0.0:
+        low, high = high, 2.0 * high
+    for _ in range(200):
+        middle = (low + high) / 2.0
+        if middle in (low, high):
+            break
+        if joint_slack(middle, a, beta, bound, k) <= 0.0:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def flip_radius(
+    deficits: Floats, gram: Sequence[Sequence[float]] | np.ndarray, curvatures: Floats, k: int
+) -> float:
+    """(iv)-(v): a radius below which fewer than k of these examples are harmful at once: the
+    larger of ``joint_radius`` and the k-th smallest ``curvature_radius`` (both valid; ∞ when
+    there are fewer than k examples)."""
+    a, beta = _checked_joint(deficits, curvatures)
+    if k < 1:
+        return 0.0
+    if k > len(a):
+        return math.inf
+    norms = np.sqrt(np.clip(np.diag(_gram(gram)), 0.0, None))
+    single = sorted(curvature_radius(x, g, b) for x, g, b in zip(a, norms, beta, strict=True))
+    return max(joint_radius(a, gram, beta, k), single[k - 1])
+
+
+def steps_beyond(radius: float, step_radii: Sequence[float]) -> int | None:
+    """The first t with R_t > ``radius`` (``step_radii[t-1] = R_t``, R_0 = 0): with a flip
+    radius, the earliest step at which enough examples may be harmful (``flip_radius``);
+    ``None`` when no R_t exceeds it."""
+    bound = _radius(radius, "rho")
+    for t, ball in enumerate([0.0, *(_radius(r, "R_t") for r in step_radii)]):
+        if ball > bound:
+            return t
+    return None
+
+
+# --------------------------------------------------------------------------- (vi) sampled harm
+def loss_floors(
+    losses: Floats, gradient_norms: Floats, curvatures: Floats, radius: float
+) -> list[float]:
+    """(vi): l_i = CE_i(θ_0) − ‖g_i‖ρ − β_i ρ²/2 for every example (``LOSS_FLOOR``)."""
+    rho = _nonnegative(radius, "R_nonnegative", "rho")
+    if not len(losses) == len(gradient_norms) == len(curvatures):
+        raise AssumptionError(THEOREM.label, "curvature_parameters", "unequal lengths")
+    fn = lambdified(LOSS_FLOOR, (R, a_i, beta_i, g_i))
+    return [
+        float(fn(rho, float(ce), _nonnegative(b, "curvature_parameters", "beta_i"),
+                 _nonnegative(g, "curvature_parameters", "||g_i||")))
+        for ce, g, b in zip(losses, gradient_norms, curvatures, strict=True)
+    ]
+
+
+def sampled_ceiling(
+    losses: Floats, gradient_norms: Floats, curvatures: Floats, radius: float
+) -> float:
+    """(vi): T10's ``sampled_harm_ceiling`` of the floors over B(θ_0, ρ)."""
+    from theory.theorems.harm_from_loss import sampled_harm_ceiling
+
+    return sampled_harm_ceiling(loss_floors(losses, gradient_norms, curvatures, radius))
+
+
+def sampled_radius(
+    losses: Floats, gradient_norms: Floats, curvatures: Floats, phi: float
+) -> float:
+    """(vi): the largest ρ (bisection, the lower end kept) where ``sampled_ceiling`` < φ;
+    0 when the ceiling at θ_0 already reaches φ, ∞ when it never does."""
+    THEOREM.check_assumptions(phi=phi)
+
+    def below(rho: float) -> bool:
+        return sampled_ceiling(losses, gradient_norms, curvatures, rho) < phi
+
+    if not below(0.0):
+        return 0.0
+    if max(gradient_norms, default=0.0) == 0.0 and max(curvatures, default=0.0) == 0.0:
+        return math.inf
+    low, high = 0.0, 1.0
+    while below(high):
+        low, high = high, 2.0 * high
+    for _ in range(200):
+        middle = (low + high) / 2.0
+        if middle in (low, high):
+            break
+        low, high = (middle, high) if below(middle) else (low, middle)
+    return low
