@@ -2,45 +2,107 @@
 thread.
 
 * ``attack_steps_per_second``: training steps per second of the default attack (AdamW,
-  lr 3e-4, batch 16, cosine with 10% warmup, 200 steps; evaluations excluded), and
-  ``attack_wall_seconds`` for the whole run, evaluations and set-up included, with
-  ``attack_eval_seconds`` and ``attack_eval_fraction`` = eval / wall (target ≤ 0.2).
-* ``instrumentation_overhead_ratio``: CPU time of ``run_attack``'s steps (recording loss,
-  rate, gradient norm, update norm, distance; no probe, no curvature, no evaluation) over a
-  bare torch loop doing the same forward passes, optimizer, schedule, clipping and batches
-  with nothing recorded; target ≤ 1.02. ``PAIRS`` paired runs (ours and bare back to back,
-  the order alternating), the median of the per-pair ratios, with ``..._min`` and ``..._max``
-  as the spread.
+  lr 3e-4, batch 16, cosine with 10% warmup, 200 steps, an evaluation every 20; evaluations
+  excluded), and ``attack_wall_seconds`` for the whole run, evaluations and set-up included,
+  with ``attack_eval_seconds`` and ``attack_eval_fraction`` = eval / wall (target ≤ 0.2);
+  ``attack_cpu_seconds``, ``attack_eval_cpu_seconds`` and ``attack_eval_cpu_fraction``: the
+  same in process CPU seconds (what a shared machine does not inflate).
+* ``evaluation_cpu_ms``: CPU milliseconds of one evaluation's teacher-forced scoring (the
+  300 evaluation and 400 reference examples, ``score_packed``), and
+  ``evaluation_vs_per_batch_ratio`` its ratio to the per-batch passes it replaced
+  (``per_batch_scores``), ``EVALUATION_PAIRS`` interleaved pairs, median with min and max.
+* ``instrumentation_overhead_ratio``: CPU time of the loop's recorded steps
+  (``_AttackLoop._step``: loss, rate, gradient norm, update norm, distance; no probe, no
+  evaluation) over a bare torch loop doing the same forward passes, optimizer, schedule,
+  clipping and batches with nothing recorded (``bare_loop``); target ≤ 1.02. The two loops
+  run in lockstep (``lockstep``: one step of each in turn, the order alternating, each step
+  timed), ``LOCKSTEP_STEPS`` steps, ``PAIRS`` times: the median of the per-run ratios with
+  ``..._min`` and ``..._max``. ``instrumentation_control_ratio`` is the same measurement of
+  the bare loop against itself: the noise floor (a ratio the method reports where there is
+  no difference).
 * ``vs_hf_trainer_speed_ratio``: our steps per second over ``transformers.Trainer``'s on the
   same model, data, batch size, optimizer, schedule, clipping and number of steps (the
   Trainer keeps its defaults otherwise: fused AdamW on the CPU, its data loader and
-  collation, the model's key/value cache on). Steady-state steps: CPU seconds from the end
-  of the first step to the end of the last (a ``TrainerCallback``), against our loop's
-  training CPU seconds per step; ``TRAINER_PAIRS`` paired runs, median with min and max;
-  aim ≥ 1.5.
+  collation). Steady-state steps: CPU seconds from the end of the first step to the end of
+  the last (a ``TrainerCallback``), against ``run_attack``'s training CPU seconds per step;
+  ``TRAINER_PAIRS`` paired runs, median with min and max; aim ≥ 1.5.
 
 The ratios compare process CPU seconds (one torch thread), not wall-clock seconds: on a
-machine shared with other jobs the wall clock mostly measures waiting for a core, and pairing
-cancels most of the slow drift of a shared machine's speed (it cannot cancel a burst that hits
-one member of a pair: that shows as spread).
+machine shared with other jobs the wall clock mostly measures waiting for a core. Whole runs
+back to back (the method before the lockstep) gave overhead ratios from 0.92 to 1.21 in one
+set of 11 pairs on the shared 2-core machine: too coarse for a 2% target. In lockstep,
+neighbouring steps see the same machine; the control ratio stays within ±1.5%.
+
+Where an evaluation's time goes (``python -m benchmarks.profile_step evaluation``:
+torch.profiler, self CPU time of 5 evaluations): matrix products 27%, the tanh-GELU's
+``tanh`` 16% and the element-wise ``mul``/``add``/``pow`` of GELU, residuals and attention
+33%, copies (the attention's ``contiguous``, the mask) 9%, softmax 4%, layer norm 4%,
+cross-entropy 2%, arg-max and compare 0.6%; tokenizing and caching the sets is paid once
+(the first evaluation 165 ms CPU, later ones 109 ms) and the output head over the 57-token
+vocabulary is ≈ 1% (3.6% of the products' arithmetic). An evaluation is arithmetic on
+≈ 11,300 tokens (300 × 17 + 400 × 13–17), not Python: the sets were already cached, scored
+under ``torch.inference_mode`` and shared between the held-out loss and the harm proxy.
+What packing (``pack_for_scoring``) adds: both sets in one series of passes, rows grouped by
+the length their batch was padded to (sorting rows by length changes their numbers: the
+attention's masked softmax runs over the padded length, so a 13-token row padded to 17 gets
+other bits), the last input column dropped (6% of the tokens), passes of 2048 tokens (larger
+passes leave the cache: 16,384-token passes took 2.1× the CPU time). Its gain on this CPU is
+within the machine's noise (0.84, 0.97 and 1.34 times the per-batch passes' CPU time,
+medians of three sets of 7 pairs at 2048 tokens), and the numbers are those of the per-batch
+passes bit for bit (tests/empirical/test_packed_scoring.py; checked once more: every
+trajectory column of the default attack, a 60-step sampled-harm attack and a probed SGD
+attack equal to the values recorded before the change). So the evaluation share stays near
+0.4 of the default attack (11 evaluations × ≈ 100 ms against 200 steps × ≈ 7–9 ms): ≤ 0.2
+needs about 2.5× less arithmetic per evaluation, which only computing fewer positions gives
+(the prompt prefix shared by all rows once, the last layer's output projection, MLP and head
+only at the 6 scored positions of 16): by the token counts both together would leave ≈ 0.55
+of the arithmetic, a share near 0.27 (an estimate, not measured); model surgery not
+attempted here, each step of which would have to prove its bits. The fused
+``gelu(approximate="tanh")`` is not an option: it differs from the model's ``gelu_new`` in
+0.9% of 10⁶ random inputs (by ≤ 4.8e-7).
 
 Where a step's time goes (``python -m benchmarks.profile_step``: cProfile over 150 steps of
-the default attack on the embedded model, then torch.profiler; measured on the shared 2-core
-machine under load, so the shares, not the milliseconds, are the finding): the forward pass
-44%, the backward pass 36%, the fused AdamW step 5.5%, clipping 4.4%, zero_grad 1%, the next
-minibatch 0.8%, flattening θ 0.4%, the rest (two norms, the host reads, the recorder, the
-loop's Python) 7.5%, which cProfile inflates. Forward and backward are dominated by the
-model's own operators: matrix products (``addmm``, ``mm``, ``bmm``) and the tanh-GELU's
-element-wise chain (``mul``, ``tanh``, ``pow``, ``add``), each microseconds of work on 16×17
-tokens, so per-operator dispatch matters as much as arithmetic. Removed from the loop after
-the profile: ``model.train()`` at every step (it walks every module; now only after an
-evaluation or the probe), ``flat_parameters``'s per-tensor Python work (65 → 15 µs:
-``attack.ParameterFlattener``), the allocation of Δ_s and θ − θ_0 at every step (buffers
-made once). ``transformers.Trainer`` also turns the model's key/value cache off in training
-(``TrainingArguments.use_cache = False``), as the loop does (``attack.without_kv_cache``,
-≈ 7% of a step, the same numbers bit for bit); after that the Trainer's own per-step work
-(data loader, collation, callbacks) is small next to forward and backward, which bounds how
-much faster than the Trainer any loop running the same model code can be.
+the default attack, measured before the changes below, on the shared machine, so the shares,
+not the milliseconds, are the finding): the forward pass 44%, the backward pass 36%, the
+fused AdamW step 5.5%, clipping 4.4%, zero_grad 1%, the next minibatch 0.8%, flattening θ
+0.4%, the rest (two norms, the host reads, the recorder, the loop's Python) 7.5%, which
+cProfile inflates. Forward and backward are the model's own operators (matrix products and
+the tanh-GELU's element-wise chain on 16×17 tokens). Removed from the loop over time:
+``model.train()`` at every step, ``flat_parameters``'s per-tensor Python work
+(``attack.ParameterFlattener``), the key/value cache in training
+(``attack.without_kv_cache``, ≈ 7% of a step); in this round, measured in lockstep: the
+division by 1 and the running sum of a single-minibatch step, the clipping multiplication
+where its factor is 1 (the gradient's norm clearly below the limit: x · 1.0 = x, two thirds
+of the default attack's steps), a fresh θ vector and a second difference buffer per step
+(two iterate buffers in turn, Δ_s and θ_{s+1} − θ_0 in one buffer). The overhead went from
+1.035–1.037 to 1.023–1.030 (controls 1.001–1.010); the profile after them: forward 44.7%,
+backward 38.1%, AdamW 5.7%, the gradient's norm 2.0% and its clipping 0.8% (4.4% together
+before), zero_grad 1.2%, the next minibatch 0.9%, flattening θ 0.4%, the rest 6.0%. What is
+left is mostly the recording itself, which must produce the same bits: θ_{s+1} copied into
+one vector and two differences and two norms over its 105,792 floats (≈ 100 µs of a 7–10 ms
+step when measured alone, plus what their 1.7 MB of traffic evicts from the cache: dropping
+them, before the clipping change, left 1.009–1.014); the host reads cost ≈ 2 µs each on the
+CPU (no device to synchronise with).
+
+``transformers.Trainer`` against our loop (``python -m benchmarks.profile_step trainer``,
+cProfile of 150 Trainer steps, shares of its epoch loop): forward 37% and backward 31% (the
+same model code as ours), the optimizer and scheduler step 8.7% (accelerate's optimizer
+wrapper), clipping 6.3% (accelerate's wrapper walks ``named_parameters`` at every step),
+fetching the batch 3.9% (its data loader, collation and the count of supervised tokens),
+``floating_point_ops`` 3.7% (``num_parameters`` walks every module at every step, for a
+logged FLOP count), ``is_lomo_available`` 2.7% (an ``importlib`` lookup at every step), the
+rest callbacks and bookkeeping. These are the Trainer's extra ≈ 10–15%; the steps themselves
+are the same forward and backward, so a loop running the same eager model code cannot be
+1.5× faster than the Trainer: the ratio is 1.1–1.2 here. Faster than eager takes a compiler:
+``torch.compile`` of the model (``python -m benchmarks.profile_step compile``) ran the bare
+loop's steady-state steps 1.2–1.4× faster (7.0–7.8 ms against 9.2–10.1 ms CPU per step, two
+runs), for a first step of 8.9 s process CPU and 140 s wall with a cold compile cache on the
+loaded machine (inductor compiles C++ in child processes, which the process CPU time does
+not count) and 2.3 s CPU, 14 s wall with the cache an earlier run left, with losses drifting
+from eager by up to 1.9e-6 in 100 steps (not the same bits). With it our loop would reach ≈
+1.4–1.6× the Trainer, for a compile cost of 10 to 100 times the default attack's 200 steps
+(≈ 1.5 s); it is not an option of the loop (``AttackConfig`` would carry it, and the
+recorded numbers would no longer be eager PyTorch's).
 
 Figures are printed (``python -m benchmarks engine_bench``), never asserted in tests.
 """
@@ -51,13 +113,21 @@ import copy
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
+from torch import nn
 
+from empirical.datasets.text import IGNORE_INDEX
 from empirical.engine.attack import (
     AttackConfig,
     BatchStream,
+    Evaluator,
+    _AttackLoop,
+    attack,
+    default_proxies,
     deterministic,
     encode_on,
     make_optimizer,
@@ -67,48 +137,149 @@ from empirical.engine.attack import (
 )
 from empirical.engine.schedules import make_scheduler
 from empirical.measurement.hvp import causal_lm_loss
-from empirical.measurement.proxies import context_length
+from empirical.measurement.proxies import (
+    EncodedSet,
+    context_length,
+    encode_for_scoring,
+    pack_for_scoring,
+    score_packed,
+)
+from empirical.measurement.trajectory import TrajectoryRecorder
 from empirical.models.model import load_model
 
 STEPS = 100
 PAIRS = 7
+LOCKSTEP_STEPS = 200
 TRAINER_PAIRS = 5
+EVALUATION_PAIRS = 7
+
+Step = Callable[[], None]
 
 
-def bare_loop_seconds(config: AttackConfig, model: torch.nn.Module, tokenizer: Any) -> float:
-    """The attack of ``run_attack`` with nothing recorded: CPU seconds of its steps.
+def bare_loop(config: AttackConfig, model: nn.Module, tokenizer: Any) -> tuple[nn.Module, Step]:
+    """The attack of ``run_attack`` with nothing recorded, one step per call.
 
-    Same data order, forward pass (key/value cache off), loss, optimizer, schedule and
-    clipping as ``empirical.engine.attack``'s loop; no loss read back, no norms, no parameter copy.
+    Same data order, forward pass, loss, optimizer, schedule and clipping as
+    ``empirical.engine.attack``'s loop; no loss read back, no norms, no parameter copy.
+    Call inside ``deterministic`` and ``without_kv_cache`` of the returned model.
     """
     device = torch.device(config.device)
     splits = resolve_data(config)
-    with deterministic(config.seed, device):
-        model = copy.deepcopy(model)
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        stream = BatchStream(
-            encode_on(tokenizer, splits.attack, context_length(model), device),
+    model = copy.deepcopy(model)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    stream = BatchStream(
+        encode_on(tokenizer, splits.attack, context_length(model), device),
+        config.batch_size,
+        torch.Generator().manual_seed(config.seed),
+    )
+    optimizer = make_optimizer(config, parameters)
+    scheduler = make_scheduler(
+        optimizer, config.schedule, warmup_fraction=config.warmup_fraction,
+        total_steps=config.budget_steps,
+    )
+    model.train()
+
+    def step() -> None:
+        loss = causal_lm_loss(model, next(stream))
+        torch.autograd.backward(loss)
+        torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm or 1.0, foreach=True)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return model, step
+
+
+def our_loop(config: AttackConfig, model: nn.Module, tokenizer: Any) -> tuple[nn.Module, Step]:
+    """``empirical.engine.attack``'s loop built as ``attack`` builds it (no probe), one
+    recorded step (``_AttackLoop._step``: loss, rate, gradient norm, update norm, distance)
+    per call."""
+    device = torch.device(config.device)
+    splits = resolve_data(config)
+    model = copy.deepcopy(model)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    harm, capability = default_proxies(config.harm_proxy)
+    limit = context_length(model)
+    recorder = TrajectoryRecorder(
+        source="attack", config={}, budget_steps=config.budget_steps,
+        trainable_parameters=sum(p.numel() for p in parameters), probe=False, curvature=False,
+    )
+    loop = _AttackLoop(
+        config=config,
+        model=model,
+        parameters=parameters,
+        stream=BatchStream(
+            encode_on(tokenizer, splits.attack, limit, device),
             config.batch_size,
             torch.Generator().manual_seed(config.seed),
-        )
-        optimizer = make_optimizer(config, parameters)
-        scheduler = make_scheduler(
-            optimizer, config.schedule, warmup_fraction=config.warmup_fraction,
-            total_steps=config.budget_steps,
-        )
-        model.train()
-        with without_kv_cache(model):
-            started = time.process_time()
-            for _ in range(config.budget_steps):
-                loss = causal_lm_loss(model, next(stream))
-                torch.autograd.backward(loss)
-                torch.nn.utils.clip_grad_norm_(
-                    parameters, config.max_grad_norm or 1.0, foreach=True
-                )
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            return time.process_time() - started
+        ),
+        probe_batch=None,
+        evaluator=Evaluator(
+            tokenizer, splits.evaluation, splits.reference, harm_proxy=harm,
+            capability_proxy=capability, max_length=limit, device=device,
+        ),
+        recorder=recorder,
+    )
+    recorder.iterate(0.0)
+    model.train()
+    counter = iter(range(config.budget_steps))
+
+    def step() -> None:
+        if not loop._step(next(counter)):
+            raise RuntimeError("the benchmark's attack diverged")
+
+    return model, step
+
+
+def bare_loop_seconds(config: AttackConfig, model: nn.Module, tokenizer: Any) -> float:
+    """CPU seconds of ``bare_loop``'s ``config.budget_steps`` steps, run on their own."""
+    with deterministic(config.seed, torch.device(config.device)):
+        model, step = bare_loop(config, model, tokenizer)
+    with _prepared(config, model):
+        started = time.process_time()
+        for _ in range(config.budget_steps):
+            step()
+        return time.process_time() - started
+
+
+@contextmanager
+def _prepared(config: AttackConfig, *models: nn.Module) -> Iterator[None]:
+    with ExitStack() as stack:
+        stack.enter_context(deterministic(config.seed, torch.device(config.device)))
+        for model in models:
+            stack.enter_context(without_kv_cache(model))
+        yield
+
+
+def lockstep(
+    config: AttackConfig,
+    first: Callable[[], tuple[nn.Module, Step]],
+    second: Callable[[], tuple[nn.Module, Step]],
+) -> tuple[float, float]:
+    """Two loops stepped alternately, one step each, the order alternating: CPU seconds of
+    each loop's ``config.budget_steps`` steps. Neighbouring steps see the same machine, so
+    the drift of a shared machine's speed cancels at the scale of one step."""
+    with deterministic(config.seed, torch.device(config.device)):
+        model_a, step_a = first()
+        model_b, step_b = second()
+    a = b = 0.0
+    with _prepared(config, model_a, model_b):
+        for index in range(config.budget_steps):
+            if index % 2 == 0:
+                t0 = time.process_time()
+                step_a()
+                t1 = time.process_time()
+                step_b()
+                t2 = time.process_time()
+                a, b = a + t1 - t0, b + t2 - t1
+            else:
+                t0 = time.process_time()
+                step_b()
+                t1 = time.process_time()
+                step_a()
+                t2 = time.process_time()
+                a, b = a + t2 - t1, b + t1 - t0
+    return a, b
 
 
 def ours_seconds(config: AttackConfig, model: torch.nn.Module, tokenizer: Any) -> float:
@@ -116,6 +287,29 @@ def ours_seconds(config: AttackConfig, model: torch.nn.Module, tokenizer: Any) -
     trajectory = run_attack(config, model=model, tokenizer=tokenizer)
     assert trajectory.timing.train_cpu_seconds is not None
     return trajectory.timing.train_cpu_seconds
+
+
+def per_batch_scores(model: nn.Module, sets: list[EncodedSet]) -> None:
+    """The evaluation as it was before packing: one pass per cached batch of 64, all
+    columns, each set on its own."""
+    model.eval()
+    with torch.inference_mode():
+        for encoded in sets:
+            for batch in encoded.batches:
+                logits = model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).logits
+                targets = batch["labels"][:, 1:]
+                predicted = logits[:, :-1, :]
+                supervised = targets != IGNORE_INDEX
+                hits = (predicted.argmax(dim=-1) == targets) | ~supervised
+                token_loss = torch.nn.functional.cross_entropy(
+                    predicted.transpose(1, 2).float(), targets, ignore_index=IGNORE_INDEX,
+                    reduction="none",
+                )
+                hits.all(dim=1).numpy()
+                (token_loss * supervised).sum(dim=1).double().numpy()
+                supervised.sum(dim=1).numpy()
 
 
 def trainer_seconds_per_step(
@@ -190,42 +384,98 @@ def run() -> dict[str, float]:
         torch.set_num_threads(threads)
 
 
+def _spread(name: str, values: list[float], digits: int) -> dict[str, float]:
+    """``name`` (the median), ``name_min`` and ``name_max``."""
+    return {
+        name: round(statistics.median(values), digits),
+        f"{name}_min": round(min(values), digits),
+        f"{name}_max": round(max(values), digits),
+    }
+
+
+def _evaluation_ratios(model: nn.Module, tokenizer: Any) -> tuple[list[float], list[float]]:
+    """CPU seconds of one packed evaluation pass (both sets) and its ratio to the per-batch
+    passes, ``EVALUATION_PAIRS`` interleaved pairs."""
+    splits = resolve_data(AttackConfig())
+    limit, cpu = context_length(model), torch.device("cpu")
+    sets = [
+        encode_for_scoring(tokenizer, splits.evaluation, limit=limit, device=cpu),
+        encode_for_scoring(tokenizer, splits.reference, limit=limit, device=cpu),
+    ]
+    packed = pack_for_scoring(sets)
+
+    def timed(work: Callable[[], object]) -> Callable[[], float]:
+        def run() -> float:
+            started = time.process_time()
+            work()
+            return time.process_time() - started
+
+        return run
+
+    ours, _, ratios = paired_ratios(
+        timed(lambda: score_packed(model, packed)),
+        timed(lambda: per_batch_scores(model, sets)),
+        EVALUATION_PAIRS,
+    )
+    return ours, ratios
+
+
 def _measure() -> dict[str, float]:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     model, tokenizer = load_model()
-    default = run_attack(AttackConfig(), model=model, tokenizer=tokenizer)
-    timed = AttackConfig(budget_steps=STEPS, eval_every=10 * STEPS)
-    ours, bare, overhead = paired_ratios(
-        lambda: ours_seconds(timed, model, tokenizer),
-        lambda: bare_loop_seconds(timed, model, tokenizer),
-        PAIRS,
-    )
+    cpu_started = time.process_time()
+    default = attack(AttackConfig(), model=model, tokenizer=tokenizer)
+    attack_cpu = time.process_time() - cpu_started
+    evaluation, evaluation_ratio = _evaluation_ratios(model, tokenizer)
+    timed = AttackConfig(budget_steps=LOCKSTEP_STEPS, eval_every=10 * LOCKSTEP_STEPS)
+    overhead: list[float] = []
+    control: list[float] = []
+    ours_total = bare_total = 0.0
+    for _ in range(PAIRS):
+        ours, bare = lockstep(
+            timed,
+            lambda: our_loop(timed, model, tokenizer),
+            lambda: bare_loop(timed, model, tokenizer),
+        )
+        overhead.append(ours / bare)
+        ours_total, bare_total = ours_total + ours, bare_total + bare
+        first, second = lockstep(
+            timed,
+            lambda: bare_loop(timed, model, tokenizer),
+            lambda: bare_loop(timed, model, tokenizer),
+        )
+        control.append(first / second)
+    trainer_config = AttackConfig(budget_steps=STEPS, eval_every=10 * STEPS)
     trainer_step, _, speed = paired_ratios(
-        lambda: trainer_seconds_per_step(timed, model, tokenizer),
-        lambda: ours_seconds(timed, model, tokenizer) / STEPS,
+        lambda: trainer_seconds_per_step(trainer_config, model, tokenizer),
+        lambda: ours_seconds(trainer_config, model, tokenizer) / STEPS,
         TRAINER_PAIRS,
     )
-    timing = default.timing
+    trajectory = default.trajectory
+    timing = trajectory.timing
+    steps = PAIRS * LOCKSTEP_STEPS
     return {
-        "attack_steps_per_second": round(default.steps_per_second, 1),
+        "attack_steps_per_second": round(trajectory.steps_per_second, 1),
         "attack_cpu_steps_per_second": round(
-            default.n_steps / (timing.train_cpu_seconds or float("nan")), 1
+            trajectory.n_steps / (timing.train_cpu_seconds or float("nan")), 1
         ),
         "attack_wall_seconds": round(timing.wall_seconds, 2),
         "attack_eval_seconds": round(timing.eval_seconds, 2),
         "attack_eval_fraction": round(timing.eval_seconds / timing.wall_seconds, 3),
-        "bare_loop_cpu_steps_per_second": round(STEPS / statistics.median(bare), 1),
-        "ours_cpu_steps_per_second": round(STEPS / statistics.median(ours), 1),
-        "instrumentation_overhead_ratio": round(statistics.median(overhead), 4),
-        "instrumentation_overhead_ratio_min": round(min(overhead), 4),
-        "instrumentation_overhead_ratio_max": round(max(overhead), 4),
+        "attack_cpu_seconds": round(attack_cpu, 2),
+        "attack_eval_cpu_seconds": round(default.eval_cpu_seconds, 2),
+        "attack_eval_cpu_fraction": round(default.eval_cpu_seconds / attack_cpu, 3),
+        "evaluation_cpu_ms": round(1e3 * statistics.median(evaluation), 1),
+        **_spread("evaluation_vs_per_batch_ratio", evaluation_ratio, 3),
+        "bare_loop_cpu_steps_per_second": round(steps / bare_total, 1),
+        "ours_cpu_steps_per_second": round(steps / ours_total, 1),
+        **_spread("instrumentation_overhead_ratio", overhead, 4),
+        **_spread("instrumentation_control_ratio", control, 4),
         "instrumentation_pairs": float(PAIRS),
         "hf_trainer_cpu_steps_per_second": round(1.0 / statistics.median(trainer_step), 1),
-        "vs_hf_trainer_speed_ratio": round(statistics.median(speed), 3),
-        "vs_hf_trainer_speed_ratio_min": round(min(speed), 3),
-        "vs_hf_trainer_speed_ratio_max": round(max(speed), 3),
+        **_spread("vs_hf_trainer_speed_ratio", speed, 3),
     }
 
 

@@ -65,6 +65,8 @@ if TYPE_CHECKING:
         CapabilityProxy,
         EncodedSet,
         HarmProxy,
+        PackedSets,
+        TeacherForced,
         TeacherForcedProxy,
     )
 
@@ -86,6 +88,8 @@ class AttackOutcome:
 
     trajectory: Trajectory
     model: nn.Module
+    eval_cpu_seconds: float = 0.0
+    """Process CPU seconds of the evaluations (``Timing.eval_seconds`` is wall-clock)."""
 
 
 # ---------------------------------------------------------------------- data
@@ -247,11 +251,14 @@ class ParameterFlattener:
         if all(p.dtype == torch.float32 and p.is_contiguous() for p in self.parameters):
             self.views = [p.detach().view(-1) for p in self.parameters]
 
-    def flat(self) -> Tensor:
-        """θ as a fresh float32 vector."""
+    def flat(self, out: Tensor | None = None) -> Tensor:
+        """θ as a fresh float32 vector, or written into ``out`` (a float32 vector of θ's
+        size that the caller owns: no allocation)."""
         if self.views is None:
-            return flat_parameters(self.parameters)
-        return torch.cat(self.views)
+            if out is None:
+                return flat_parameters(self.parameters)
+            return out.copy_(flat_parameters(self.parameters))
+        return torch.cat(self.views) if out is None else torch.cat(self.views, out=out)
 
     __call__ = flat
 
@@ -280,8 +287,11 @@ class Evaluator:
     encode_for_scoring``: the same batches the proxies build, cached on the model's device),
     and every later evaluation reuses the tensors. A proxy that is a function of one
     teacher-forced pass (``TeacherForcedProxy``: exact harm, task accuracy, reference loss)
-    is scored from one batched forward pass under ``torch.inference_mode`` per set, and the
-    held-out harmful loss comes from the *same* pass over the evaluation set:
+    is scored under ``torch.inference_mode``, the evaluation and the reference set together
+    in a few large forward passes (``pack_for_scoring``: rows grouped by the length their
+    batch was padded to, the last input column dropped; the numbers of the per-batch passes
+    bit for bit, see ``score_packed``), and the held-out harmful loss comes from the *same*
+    pass over the evaluation set:
     L = Σ_i Σ_j ℓ_ij / Σ_i n_i, the token-weighted mean cross-entropy of the supervised
     (response and EOS) tokens, the quantity ``mean_token_loss`` computes, summed in another
     order (equal to it up to float32 rounding). Other proxies (greedy decoding, a
@@ -318,6 +328,7 @@ class Evaluator:
         self._loss_batches: list[dict[str, Tensor]] | None = None
         self._evaluation_set: EncodedSet | None = None
         self._reference_set: EncodedSet | None = None
+        self._packed: PackedSets | None = None
 
     @staticmethod
     def _forced(proxy: object) -> TeacherForcedProxy | None:
@@ -327,7 +338,11 @@ class Evaluator:
 
     def _prepare(self, model: nn.Module) -> None:
         """Encode the sets once (the first call), for ``model``'s context and device."""
-        from empirical.measurement.proxies import context_length, encode_for_scoring
+        from empirical.measurement.proxies import (
+            context_length,
+            encode_for_scoring,
+            pack_for_scoring,
+        )
 
         if self._evaluation_set is not None or self._loss_batches is not None:
             return
@@ -356,15 +371,27 @@ class Evaluator:
                 device=self.device,
                 batch_size=capability.batch_size,
             )
+        sets = [e for e in (self._evaluation_set, self._reference_set) if e is not None]
+        if sets:
+            self._packed = pack_for_scoring(sets)
+
+    def _score(self, model: nn.Module) -> tuple[TeacherForced | None, TeacherForced | None]:
+        """The teacher-forced scores of the evaluation and the reference set (``None`` for a
+        set not scored that way), both sets from the same few packed forward passes."""
+        from empirical.measurement.proxies import score_packed
+
+        if self._packed is None:
+            return None, None
+        scores = list(score_packed(model, self._packed))
+        evaluation = scores.pop(0) if self._evaluation_set is not None else None
+        reference = scores.pop(0) if self._reference_set is not None else None
+        return evaluation, reference
 
     def __call__(self, model: nn.Module) -> tuple[float | None, float | None, float | None]:
-        """``(harmful_loss, harm, capability)``; ``harmful_loss`` is NaN-free or ``None``."""
-        from empirical.measurement.proxies import score_encoded
-
+        """``(harmful_loss, harm, capability)``; ``harmful_loss`` is NaN-free or ``None``.
+        The one function that evaluates an iterate (a progress hook wraps this call)."""
         self._prepare(model)
-        scored = None if self._evaluation_set is None else score_encoded(
-            model, self._evaluation_set
-        )
+        scored, reference = self._score(model)
         if self._loss_batches is not None:
             harmful_loss = mean_token_loss(model, self._loss_batches)
         else:
@@ -381,8 +408,7 @@ class Evaluator:
                 harm = float(self.harm_proxy(model, self.tokenizer, self.evaluation))
         if self.capability_proxy is not None:
             forced = self._forced(self.capability_proxy)
-            if forced is not None and self._reference_set is not None:
-                reference = score_encoded(model, self._reference_set)
+            if forced is not None and reference is not None:
                 if not np.isfinite(reference.loss_sum).all():
                     raise HftaInputError("the model's cross-entropy on the examples is not finite")
                 capability = float(forced.score(reference, self.reference))
@@ -697,7 +723,7 @@ def attack(
         capability_higher_is_better=capability_proxy.higher_is_better,
         stopped_early=loop.stopped_early,
     )
-    return AttackOutcome(trajectory=trajectory, model=model)
+    return AttackOutcome(trajectory=trajectory, model=model, eval_cpu_seconds=loop.eval_cpu_seconds)
 
 
 def _provenance(
@@ -758,9 +784,10 @@ class _AttackLoop:
         self.flatten = ParameterFlattener(parameters)
         self.start = self.flatten()
         self.previous = self.start
-        # Δ_s and θ_{s+1} − θ_0 are written into buffers made once (no allocation per step)
-        self._delta = torch.empty_like(self.start)
-        self._offset = torch.empty_like(self.start)
+        # Δ_s and θ_{s+1} − θ_0 are written into a buffer made once (no allocation per step,
+        # one vector less in the cache)
+        self._difference = torch.empty_like(self.start)
+        self._spare: Tensor | None = None  # the iterate buffer free for θ_{s+1}
         self.probe_gradient: Tensor | None = None
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0
@@ -815,45 +842,65 @@ class _AttackLoop:
 
     # -- one step
     def _gradient(self) -> tuple[Tensor, Tensor]:
-        """Accumulate ∇L over ``grad_accumulation`` minibatches; (mean loss, norm pre-clip)."""
+        """Accumulate ∇L over ``grad_accumulation`` minibatches; (mean loss, norm pre-clip),
+        the gradient not clipped yet (``_clip``)."""
         if not self.model.training:  # after an evaluation or the probe (train() walks
             self.model.train()  # every module: not free at every step)
         accumulation = self.config.grad_accumulation
+        if accumulation == 1:  # no division by 1 in the graph, no running sum: the same bits
+            loss = causal_lm_loss(self.model, next(self.stream))
+            torch.autograd.backward(loss)
+            return loss.detach(), self._norm()
         total = torch.zeros((), device=self.start.device)
         for _ in range(accumulation):
             loss = causal_lm_loss(self.model, next(self.stream))
             torch.autograd.backward(loss / accumulation)
             total = total + loss.detach().float()
-        if self.config.max_grad_norm is not None:
-            norm = torch.nn.utils.clip_grad_norm_(
-                self.parameters, self.config.max_grad_norm, foreach=True
-            )
-        else:
-            grads = [p.grad for p in self.parameters if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(grads, foreach=True)
-        return total / accumulation, norm
+        return total / accumulation, self._norm()
+
+    def _norm(self) -> Tensor:
+        """‖∇L‖ before clipping (``clip_grad_norm_``'s own first half)."""
+        grads = [p.grad for p in self.parameters if p.grad is not None]
+        return torch.nn.utils.get_total_norm(grads, foreach=True)
+
+    def _clip(self, norm: Tensor, norm_value: float) -> None:
+        """``clip_grad_norm_``'s second half: the gradient times min(1, c / (‖∇L‖ + 1e-6)).
+        Where that factor is 1 for certain (‖∇L‖ clearly below c) the multiplication is
+        skipped: x · 1.0 = x, so the gradient is the same bit for bit, without a pass over
+        it (two thirds of the default attack's steps)."""
+        limit = self.config.max_grad_norm
+        if limit is None or norm_value + 1e-6 < limit * (1.0 - 1e-4):
+            return
+        torch.nn.utils.clip_grads_with_norm_(self.parameters, limit, norm, foreach=True)
 
     def _step(self, step: int) -> bool:
         """Step ``step``: θ_s → θ_{s+1}, recorded; False when the attack diverged."""
         rate = float(self.optimizer.param_groups[0]["lr"])
         loss, norm = self._gradient()
-        loss_value, norm_value = torch.stack([loss, norm.float()]).tolist()
+        loss_value, norm_value = torch.stack([loss.float(), norm.float()]).tolist()
         if not _finite(loss_value, norm_value):
             what = "training loss" if not math.isfinite(loss_value) else "gradient norm"
             self.recorder.diverge(step, f"{what} is not finite at step {step}")
             self.optimizer.zero_grad(set_to_none=True)
             return False
+        self._clip(norm, norm_value)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        current = self.flatten()
         if self.on_iterate is not None:
+            current = self.flatten()  # the hook may keep it: a fresh tensor
             self.on_iterate(step + 1, current)
-        delta = torch.sub(current, self.previous, out=self._delta)
-        offset = torch.sub(current, self.start, out=self._offset)
-        measured = [delta.norm(), offset.norm()]
+        else:  # θ_{s+1} into the buffer θ_{s−1} was in (θ_s stays as ``previous``)
+            spare = self._spare
+            self._spare = self.previous if self.previous is not self.start else None
+            current = self.flatten(out=spare) if spare is not None else self.flatten()
+        # Δ_s, then θ_{s+1} − θ_0, in one buffer: each is reduced before the next is written
+        delta = torch.sub(current, self.previous, out=self._difference)
+        measured = [torch.linalg.vector_norm(delta)]
         if self.probe_gradient is not None:
             measured.append(torch.dot(self.probe_gradient, delta))
+        offset = torch.sub(current, self.start, out=self._difference)
+        measured.insert(1, torch.linalg.vector_norm(offset))
         values = torch.stack(measured).tolist()
         self.previous = current
         if not _finite(*values):

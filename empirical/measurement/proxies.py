@@ -45,11 +45,15 @@ teacher-forced proxies are functions of one pass (``TeacherForcedProxy``: ``scor
 ``from_scores`` of a ``TeacherForced``), so a caller encodes each set once
 (``encode_for_scoring``, the very batches ``teacher_forced`` builds) and scores it with
 ``score_encoded`` (``torch.inference_mode``), getting the proxies' numbers bit for bit without
-tokenizing again (``empirical.engine.attack.Evaluator`` does).
+tokenizing again (``empirical.engine.attack.Evaluator`` does). Several sets scored together
+(the harm proxy's and the capability proxy's) are packed (``pack_for_scoring``): rows grouped
+by the length their batch was padded to, the last input column dropped (it predicts no
+target), a few ``score_packed`` passes for all of them, the same numbers bit for bit.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,7 +66,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from empirical.datasets.data import Example
-from empirical.datasets.text import IGNORE_INDEX, encode
+from empirical.datasets.text import IGNORE_INDEX, encode, token_id_lists
 from empirical.measurement.hvp import evaluation_mode
 from theory.errors import HftaInputError
 from theory.theorems.harm_from_loss import sequence_probabilities
@@ -220,37 +224,133 @@ def encode_for_scoring(
     return EncodedSet(tuple(examples), tuple(batches), batch_size)
 
 
-def score_encoded(model: nn.Module, encoded: EncodedSet) -> TeacherForced:
-    """One teacher-forced forward pass per cached batch (dropout off, no autograd graph).
+@dataclass(frozen=True)
+class PackedRows:
+    """Rows of one or more ``EncodedSet``s whose batches were padded to the same length L,
+    stacked for scoring in a few large forward passes (``pack_for_scoring``).
+
+    Attributes:
+        input_ids, attention_mask: (n, L − 1), the inputs without their last column (its
+            output predicts no target, and a causal model's earlier outputs never see it).
+        targets: (n, L − 1), the next-token targets (``labels[:, 1:]``), −100 where unsupervised.
+        origin: (n,) int64, each row's index among all the packed sets' rows (set after set).
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    targets: Tensor
+    origin: np.ndarray
+
+
+@dataclass(frozen=True)
+class PackedSets:
+    """``EncodedSet``s regrouped by padded length for ``score_packed``: ``groups`` one per
+    length, ``sizes`` the number of examples of each set, in order."""
+
+    groups: tuple[PackedRows, ...]
+    sizes: tuple[int, ...]
+
+
+#: tokens per forward pass of ``score_packed`` (rows per pass = this // the group's length;
+#: a row's numbers do not depend on how many rows share its pass). Larger passes save
+#: dispatches but not arithmetic, and on a CPU their activations leave the cache: on the
+#: embedded model one evaluation took 0.92× the per-batch passes' CPU time at 1024 tokens,
+#: 0.84× at 2048, 1.33× at 4096 and 2.1× at 16384 (medians of 7 interleaved pairs,
+#: ``time.process_time``, one thread, 2 cores shared with other work; other sets gave 0.94×
+#: and 0.97× at 1024 and 2048, so below 4096 the size is within the noise).
+SCORING_TOKENS_PER_PASS: int = 2048
+
+
+def pack_for_scoring(sets: Sequence[EncodedSet]) -> PackedSets:
+    """Regroup the rows of ``sets`` by the length their batch was padded to.
+
+    Every row keeps the padded length of its original batch (its numbers depend on it: the
+    attention's masked softmax runs over the padded length, measured in
+    tests/empirical/test_evaluator.py), so the scores from the packed rows equal the
+    per-batch ones bit for bit; only the number of forward passes changes.
+
+    Raises:
+        HftaInputError: no sets, or the sets live on different devices.
+    """
+    if not sets:
+        raise HftaInputError("pack_for_scoring: no sets to pack")
+    by_length: dict[int, list[tuple[dict[str, Tensor], np.ndarray]]] = {}
+    offset = 0
+    devices = set()
+    for encoded in sets:
+        start = offset
+        for batch in encoded.batches:
+            rows = int(batch["input_ids"].shape[0])
+            length = int(batch["input_ids"].shape[1])
+            devices.add(batch["input_ids"].device)
+            by_length.setdefault(length, []).append(
+                (batch, np.arange(start, start + rows, dtype=np.int64))
+            )
+            start += rows
+        offset += len(encoded.examples)
+    if len(devices) > 1:
+        raise HftaInputError("pack_for_scoring: the sets live on different devices")
+    groups = []
+    for length in sorted(by_length):
+        parts = by_length[length]
+        groups.append(
+            PackedRows(
+                input_ids=torch.cat([b["input_ids"][:, : length - 1] for b, _ in parts]),
+                attention_mask=torch.cat([b["attention_mask"][:, : length - 1] for b, _ in parts]),
+                targets=torch.cat([b["labels"][:, 1:] for b, _ in parts]),
+                origin=np.concatenate([o for _, o in parts]),
+            )
+        )
+    return PackedSets(tuple(groups), tuple(len(e.examples) for e in sets))
+
+
+def score_packed(model: nn.Module, packed: PackedSets) -> tuple[TeacherForced, ...]:
+    """One ``TeacherForced`` per packed set, from ``SCORING_TOKENS_PER_PASS``-token forward
+    passes (dropout off, ``torch.inference_mode``: no autograd graph).
 
     For example i with supervised targets y_ij (response tokens and EOS):
     ``exact_i = 1[∀j: argmax_v logit_ij(v) = y_ij]``, ``loss_sum_i = Σ_j −log softmax(
-    logit_ij)[y_ij]`` (float32 per token, summed, then float64), ``tokens_i = #j``. The loss
-    is *not* checked for finiteness here (``teacher_forced`` does; the attack's evaluator
-    reads a non-finite loss as divergence).
+    logit_ij)[y_ij]`` (float32 per token, summed over the row, then float64), ``tokens_i =
+    #j``. The loss is *not* checked for finiteness here (``teacher_forced`` does; the
+    attack's evaluator reads a non-finite loss as divergence).
     """
-    exact: list[np.ndarray] = []
-    loss_sum: list[np.ndarray] = []
-    tokens: list[np.ndarray] = []
+    total = sum(packed.sizes)
+    exact = np.zeros(total, dtype=bool)
+    loss_sum = np.zeros(total, dtype=np.float64)
+    tokens = np.zeros(total, dtype=np.int64)
     with evaluation_mode(model), torch.inference_mode():
-        for batch in encoded.batches:
-            logits = model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            ).logits
-            targets = batch["labels"][:, 1:]
-            predicted = logits[:, :-1, :]
-            supervised = targets != IGNORE_INDEX
-            hits = (predicted.argmax(dim=-1) == targets) | ~supervised
-            token_loss = nn.functional.cross_entropy(
-                predicted.transpose(1, 2).float(),
-                targets,
-                ignore_index=IGNORE_INDEX,
-                reduction="none",
-            )
-            exact.append(hits.all(dim=1).cpu().numpy())
-            loss_sum.append((token_loss * supervised).sum(dim=1).double().cpu().numpy())
-            tokens.append(supervised.sum(dim=1).cpu().numpy())
-    return TeacherForced(np.concatenate(exact), np.concatenate(loss_sum), np.concatenate(tokens))
+        for group in packed.groups:
+            rows = max(1, SCORING_TOKENS_PER_PASS // max(1, group.input_ids.shape[1]))
+            for start in range(0, int(group.input_ids.shape[0]), rows):
+                stop = start + rows
+                predicted = model(
+                    input_ids=group.input_ids[start:stop],
+                    attention_mask=group.attention_mask[start:stop],
+                ).logits
+                targets = group.targets[start:stop]
+                supervised = targets != IGNORE_INDEX
+                hits = (predicted.argmax(dim=-1) == targets) | ~supervised
+                token_loss = nn.functional.cross_entropy(
+                    predicted.transpose(1, 2).float(),
+                    targets,
+                    ignore_index=IGNORE_INDEX,
+                    reduction="none",
+                )
+                where = group.origin[start:stop]
+                exact[where] = hits.all(dim=1).cpu().numpy()
+                loss_sum[where] = (token_loss * supervised).sum(dim=1).double().cpu().numpy()
+                tokens[where] = supervised.sum(dim=1).cpu().numpy()
+    bounds = np.cumsum((0, *packed.sizes))
+    return tuple(
+        TeacherForced(exact[a:b], loss_sum[a:b], tokens[a:b])
+        for a, b in itertools.pairwise(bounds)
+    )
+
+
+def score_encoded(model: nn.Module, encoded: EncodedSet) -> TeacherForced:
+    """``score_packed`` of one set: the teacher-forced pass over its cached batches."""
+    (scored,) = score_packed(model, pack_for_scoring([encoded]))
+    return scored
 
 
 def teacher_forced(
@@ -289,8 +389,9 @@ def _require_whole_responses(
     tokenizer: PreTrainedTokenizerBase, chunk: Sequence[Example], labels: Tensor, offset: int
 ) -> None:
     counts = (labels != IGNORE_INDEX).sum(dim=1).tolist()
-    for row, (example, count) in enumerate(zip(chunk, counts, strict=True)):
-        wanted = len(tokenizer(example.response, add_special_tokens=False)["input_ids"]) + 1
+    responses = token_id_lists(tokenizer, [e.response for e in chunk], special=False)
+    for row, (ids, count) in enumerate(zip(responses, counts, strict=True)):
+        wanted = len(ids) + 1
         if count < wanted:
             raise HftaInputError(
                 f"example {offset + row}: prompt + response exceed the model's context "
