@@ -23,10 +23,14 @@ runs), each in a fresh process timed whole, as a verifier started from the comma
 ``scaling_grid_<n>_sequential_seconds`` for n = 4, 8, 16 attacks one after another (ideal:
 a start-up plus n attack-times), and ``scaling_grid_<n>_workers<w>_seconds`` with
 w = ``WORKERS`` worker processes (ideal: the sequential time's attack part divided by
-min(w, cores), plus the workers' start-up: a forkserver imports torch and transformers once,
-then each worker loads the model and generates the embedded data), with
-``scaling_grid_<n>_parallel_speedup``. Wall-clock seconds here (parallel speed-up is a
-wall-clock matter), so other jobs on the machine show in them.
+min(w, cores), plus the workers' start-up: a forkserver imports torch, transformers and
+GPT-2's code once, started first so that its imports overlap the parent's, then each worker
+loads the model and generates the embedded data), with ``scaling_grid_<n>_parallel_speedup``.
+The child imports only the executor (no torch: the attacks import it where they run).
+Wall-clock seconds here (parallel speed-up is a wall-clock matter), so other jobs on the
+machine show in them: ``scaling_grid_<n>_load`` is the 1-minute load average when the grid
+ended (above the core count, other jobs took cores from the workers and the speed-up
+measures the machine, not the executor; ``empirical.verify.executors`` explains).
 
 A table is printed and a plot written to ``benchmarks/figures/scaling.png``. Figures are
 printed (``python -m benchmarks scaling_bench``), never asserted in tests.
@@ -34,6 +38,8 @@ printed (``python -m benchmarks scaling_bench``), never asserted in tests.
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import subprocess
 import sys
@@ -52,8 +58,6 @@ from empirical.measurement.estimators import smoothness_of
 from empirical.measurement.hvp import model_landscape
 from empirical.measurement.proxies import context_length
 from empirical.models.model import load_model, tiny_gpt2
-from empirical.verify.executors import run_attacks
-from empirical.verify.store import ResultStore
 
 SHAPES: dict[str, tuple[int, int, int] | None] = {
     "2x64": None,  # the embedded model
@@ -132,26 +136,34 @@ def grid_configs(count: int) -> list[AttackConfig]:
     return configs[:count]
 
 
-_GRID_CHILD = (
-    "import sys; from benchmarks.scaling_bench import grid_child; "
-    "grid_child(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])"
-)
+GRID_CHILD = """
+import json, sys
+from pathlib import Path
+from empirical.verify.executors import run_attacks, warm_up_workers
+from empirical.engine.attack_config import AttackConfig
+from empirical.verify.store import ResultStore
 
-
-def grid_child(count: int, workers: int, directory: str) -> None:
-    """The body of one grid measurement's process: ``run_attacks`` on ``count`` attacks."""
-    torch.set_num_threads(1)
-    run_attacks(grid_configs(count), store=ResultStore(Path(directory)), workers=workers,
-                progress=False)
+if __name__ == "__main__":
+    configs, workers, directory = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+    warm_up_workers("local", workers)
+    grid = [AttackConfig.model_validate(c) for c in json.loads(Path(configs).read_text())]
+    run_attacks(grid, store=ResultStore(directory), workers=workers, progress=False)
+"""
+"""One grid measurement's process: ``run_attacks`` on the configurations of a JSON file, on
+one torch thread per attack (``run_attacks``' default), importing nothing heavy itself."""
 
 
 def _grid_seconds(count: int, workers: int, scratch: Path) -> float:
     """Wall seconds of a fresh process running the grid (start-up and imports included, as
     for a verifier started from the command line; its workers pay theirs too)."""
     directory = scratch / f"grid-{count}-{workers}"
+    configs = scratch / f"grid-{count}.json"
+    configs.write_text(json.dumps([c.model_dump(mode="json") for c in grid_configs(count)]))
+    child = scratch / "grid_child.py"
+    child.write_text(GRID_CHILD)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", _GRID_CHILD, str(count), str(workers),
-                    str(directory)], check=True)
+    subprocess.run([sys.executable, str(child), str(configs), str(workers), str(directory)],
+                   check=True, cwd=Path(__file__).resolve().parents[1])
     return time.perf_counter() - started
 
 
@@ -163,6 +175,7 @@ def _grid_figures(scratch: Path) -> dict[str, float]:
         figures[f"scaling_grid_{count}_sequential_seconds"] = round(sequential, 1)
         figures[f"scaling_grid_{count}_workers{WORKERS}_seconds"] = round(parallel, 1)
         figures[f"scaling_grid_{count}_parallel_speedup"] = round(sequential / parallel, 2)
+        figures[f"scaling_grid_{count}_load"] = round(os.getloadavg()[0], 1)
     return figures
 
 

@@ -11,12 +11,15 @@ batch (at most ``max_length``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from empirical.datasets.data import Example
 from theory.errors import HftaInputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX: int = -100
 """Label of a token that is not supervised (prompt or padding)."""

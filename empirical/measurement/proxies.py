@@ -58,18 +58,20 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from transformers import PreTrainedTokenizerBase
 
 from empirical.datasets.data import Example
 from empirical.datasets.text import IGNORE_INDEX, encode, token_id_lists
 from empirical.measurement.hvp import evaluation_mode
 from theory.errors import HftaInputError
 from theory.theorems.harm_from_loss import sequence_probabilities
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 DEFAULT_REFUSAL_KEYWORDS: tuple[str, ...] = (
     "I cannot",

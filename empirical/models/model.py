@@ -9,6 +9,10 @@ fused attention kernels do not all support.
 
 Weights are read and written as safetensors; a ``.bin`` checkpoint is only ever read by
 transformers with ``torch.load(weights_only=True)``.
+
+torch, tokenizers and transformers are imported by the functions that use them, not by this
+module: a verification whose every stage is cached names the embedded model's folder
+(``EMBEDDED_MODEL_DIR``) without paying the ≈ 6 s of importing transformers.
 """
 
 from __future__ import annotations
@@ -20,24 +24,19 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-
-import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    GPT2Config,
-    GPT2LMHeadModel,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    PreTrainedTokenizerFast,
-)
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-from transformers.utils import logging as transformers_logging
+from typing import TYPE_CHECKING
 
 from empirical.outputs import ordinary_permissions
 from theory.errors import HftaInputError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import (
+        GPT2LMHeadModel,
+        PreTrainedModel,
+        PreTrainedTokenizerBase,
+        PreTrainedTokenizerFast,
+    )
 
 EMBEDDED_MODEL_DIR: Path = Path(__file__).resolve().parents[1] / "assets" / "embedded"
 """Directory of the committed embedded model (safetensors, tokenizer files, build.json)."""
@@ -65,6 +64,9 @@ def build_char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
     Raises:
         HftaInputError: an empty alphabet.
     """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
     characters = list(dict.fromkeys(alphabet))
     if not characters:
         raise HftaInputError("build_char_tokenizer: the alphabet is empty")
@@ -104,6 +106,9 @@ def tiny_gpt2(
             raise HftaInputError(f"tiny_gpt2: {name} must be positive, got {value}")
     if n_embd % n_head:
         raise HftaInputError(f"tiny_gpt2: n_embd={n_embd} is not divisible by n_head={n_head}")
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
     config = GPT2Config(
         vocab_size=vocab_size,
         n_positions=n_positions,
@@ -129,6 +134,8 @@ def tiny_gpt2(
 @contextmanager
 def _quiet_progress() -> Iterator[None]:
     """Hide transformers' per-file progress bars (stderr noise for a 100k-parameter model)."""
+    from transformers.utils import logging as transformers_logging
+
     was_enabled = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
@@ -149,6 +156,8 @@ def _name_loss(model: PreTrainedModel) -> None:
 
 
 def _causal_lm_architecture(config: object, path: Path) -> None:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
     model_type = str(getattr(config, "model_type", ""))
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise HftaInputError(f"{path}: model type '{model_type}' is not a causal language model")
@@ -163,19 +172,28 @@ def _causal_lm_architecture(config: object, path: Path) -> None:
 
 
 def load_model(
-    path: Path | None = None, *, device: str = "cpu", dtype: torch.dtype = torch.float32
+    path: Path | None = None, *, device: str = "cpu", dtype: torch.dtype | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """Load a causal LM and its tokenizer from a local directory (``None``: the embedded one).
 
     Local files only, ``trust_remote_code=False``, eager attention, in ``dtype`` on
     ``device``, in eval mode. A tokenizer without a pad token gets its EOS token as pad (the
     usual choice for GPT-2-style models); ``empirical.datasets.text.encode`` supervises the EOS by
-    position, so that choice does not hide the end of a response.
+    position, so that choice does not hide the end of a response. ``dtype`` None is
+    ``torch.float32``.
 
     Raises:
         HftaInputError: a missing directory, no ``config.json``, a model that is not a causal
             LM, no (fast) tokenizer, or weights that fail to load.
     """
+    import torch
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        PreTrainedTokenizerFast,
+    )
+
     directory = EMBEDDED_MODEL_DIR if path is None else Path(path)
     if not directory.is_dir():
         raise HftaInputError(f"{directory}: model directory not found")
@@ -211,7 +229,7 @@ def load_model(
                 local_files_only=True,
                 trust_remote_code=False,
                 attn_implementation=ATTENTION_IMPLEMENTATION,
-                dtype=dtype,
+                dtype=torch.float32 if dtype is None else dtype,
             )
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
         raise HftaInputError(f"{directory}: model weights failed to load ({exc})") from None
@@ -326,6 +344,9 @@ def check_model_directory(path: Path, field: str = "model") -> None:
     Raises:
         HftaInputError: naming ``field``, the folder and what is wrong.
     """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
     directory = Path(path)
     try:
         if not directory.is_dir():

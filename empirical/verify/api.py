@@ -20,6 +20,8 @@ every claimed condition holds, 1 otherwise).
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,7 +32,14 @@ from typing import Any
 from empirical.verify.claim import Claim
 from empirical.verify.outcome import VerifyOutcome
 from empirical.verify.stages import Services, prepare, verify
-from empirical.verify.workspace import Log, VerifyOptions, Workspace, silent, work_directory
+from empirical.verify.workspace import (
+    Log,
+    VerifyOptions,
+    Workspace,
+    silent,
+    use_torch_threads,
+    work_directory,
+)
 from theory.errors import HftaInputError
 from theory.verdict import Status
 
@@ -70,6 +79,18 @@ def check_options(options: VerifyOptions) -> None:
         raise HftaInputError("a ray address needs the ray executor")
     if options.threads < 1:
         raise HftaInputError(f"threads must be at least 1, got {options.threads}")
+
+
+def quiet_libraries(threads: int) -> None:
+    """torch's intra-op threads set to ``threads`` (``use_torch_threads``) and transformers'
+    progress bars off, at once for a library already imported, else when it is imported
+    (``HF_HUB_DISABLE_PROGRESS_BARS``, which transformers reads on import)."""
+    use_torch_threads(threads)
+    transformers = sys.modules.get("transformers")
+    if transformers is None:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    else:
+        transformers.utils.logging.disable_progress_bar()
 
 
 def resolve_claim(
@@ -112,7 +133,8 @@ def verify_claim(
     run (executor, threads, progress bars); ``services``: stand-in engines for tests.
     ``on_locked`` is called with the work folder once its lock is held (``hfta verify``
     points its error log there). Sets torch's intra-op threads to ``options.threads`` and
-    silences transformers' progress bars, as ``hfta verify`` does.
+    silences transformers' progress bars, as ``hfta verify`` does, without importing either
+    (``quiet_libraries``): a rerun whose every stage is cached imports neither.
     """
     from empirical.outputs import RunLock, claim_output, claim_work_folder, publish
 
@@ -124,12 +146,11 @@ def verify_claim(
     prepared = prepare(parsed, source)
     work = work_directory(destination)
     claim_work_folder(work, "verify")
+    quiet_libraries(options.threads)
+    if options.workers > 1:
+        from empirical.verify.executors import warm_up_workers
 
-    import torch
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    torch.set_num_threads(options.threads)
+        warm_up_workers(options.executor, options.workers)  # its imports overlap the defence
     with RunLock(work, "verify", destination):
         plan = claim_output(destination, "verify", force=force)  # again, under the lock
         notice = plan.notice()

@@ -11,9 +11,10 @@ Executors:
 
 * ``"local"``: in this process, one attack after another (``workers=1``, the default), or
   ``workers`` attacks at a time in a pool of ``workers`` worker processes on this machine
-  (forked from a ``forkserver`` that imported the attack code and never ran torch: a fork
-  of a process that already ran torch's thread pools may deadlock; ``spawn`` where there is
-  no forkserver), each attack written to the store as it finishes;
+  (forked from a ``forkserver`` that imported the attack code, torch, transformers and the
+  model classes once and never ran torch: a fork of a process that already ran torch's
+  thread pools may deadlock; ``spawn`` where there is no forkserver), each attack written to
+  the store as it finishes;
 * ``"ray"``: one ray task per pending attack (``num_cpus = threads`` each), written to the
   store as each finishes. Without ``ray_address`` a local ray instance is started with
   ``ray.init(num_cpus=2, include_dashboard=False)`` and shut down afterwards; with an
@@ -25,8 +26,37 @@ machine and thread count, so both executors run every attack with torch's intra-
 set to ``threads`` (1 by default; the caller's setting is restored afterwards), and the
 trajectories from ray or from worker processes equal the local ones field for field (the
 timing aside). With ``c`` cores, ``n`` attacks of equal cost ideally take ``⌈n / min(c,
-workers)⌉`` attack-times plus the pool's start-up (each worker imports torch once);
-``benchmarks/scaling_bench.py`` measures it.
+workers)⌉`` attack-times plus the pool's start-up; ``benchmarks/scaling_bench.py`` measures
+it. Where a parallel grid's time goes, and what is done about it (CPU seconds measured on
+the 2-core machine while other jobs shared it, the embedded model, 40-step attacks):
+
+* imports: ``empirical.engine.attack`` (torch) costs ≈ 1.8 CPU s and GPT-2's modelling
+  code, which transformers imports on the first load, ≈ 2.6 CPU s more. The forkserver
+  imports both once (``WORKER_PRELOAD``), so a worker's first attack costs ≈ 2.1-2.3 CPU s,
+  not the ≈ 4.4 s of a first attack in a fresh process; ``warm_up_workers`` starts the
+  forkserver in the background as soon as a caller knows it will want workers (the
+  verifier: before applying the defence; ``scaling_bench``: before reading its grid), so
+  those imports overlap the caller's own instead of delaying the first attack; this module
+  imports no torch itself (``default_attack``), so the parent of a parallel grid need not;
+* threads: each worker runs its attacks on ``threads`` intra-op threads (1 by default), so
+  w workers use w · threads cores; a larger ``threads`` is not lowered silently (results are
+  deterministic per thread count, and a lower count would change them): choose
+  threads × workers ≤ cores;
+* per attack: each attack loads the model from disk (the engine's ``run_attack``) and
+  generates the embedded data once per process (cached); the configuration and the
+  trajectory cross the process boundary as JSON text. An attack costs ≈ 1.2 CPU s (median;
+  0.95-1.4) one after another and ≈ 1.45 (1.26-1.56) in each of two concurrent workers: two
+  processes share the caches and memory bandwidth of the two cores;
+* the machine's own load decides the rest: two workers on two cores that other jobs also
+  use get less than two cores (an attack's CPU seconds stay near those figures while its
+  wall seconds grow several-fold), so a speed-up > 1 needs the cores to be free enough.
+  Measured (``scaling_bench``'s grid child, a fresh process timed whole, sequential then two
+  workers): with a 1-minute load of 1.2-1.5 on the two cores, 4 attacks 8.8 → 6.6 s (×1.33),
+  8 attacks 14.3 → 8.9 and 16.2 → 9.0 s (×1.6, ×1.8), 16 attacks 28.9 → 16.4 and 24.6 →
+  14.8 s (×1.8, ×1.7); the same grids the way this module ran them before (the parent
+  importing torch, no warm-up, GPT-2's code imported by each worker's first attack): ×1.03,
+  ×1.28-1.29, ×1.14-1.50. With a load of 4-5 (other jobs on both cores) two workers were
+  slower than one (×0.6-0.9, either way): what a benchmark then measures is the machine.
 """
 
 from __future__ import annotations
@@ -38,7 +68,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Literal
 
-from empirical.engine.attack import AttackConfig, run_attack
+from empirical.engine.attack_config import AttackConfig
 from empirical.measurement.trajectory import Trajectory
 from empirical.verify.store import ResultStore, canonical_config
 from theory.errors import HftaInputError
@@ -46,13 +76,38 @@ from theory.errors import HftaInputError
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-__all__ = ["AttackFunction", "ExecutorName", "run_attacks", "run_pending", "torch_threads"]
+__all__ = [
+    "AttackFunction",
+    "ExecutorName",
+    "default_attack",
+    "run_attacks",
+    "run_pending",
+    "torch_threads",
+    "warm_up_workers",
+]
 
 ExecutorName = Literal["local", "ray"]
 AttackFunction = Callable[[AttackConfig], Trajectory]
 """Runs one attack to its end: ``run_attack`` by default (tests inject stand-ins)."""
 
 LOCAL_RAY_CPUS = 2
+WORKER_PRELOAD: tuple[str, ...] = (
+    "empirical.engine.attack",
+    "empirical.verify.executors",
+    "empirical.models.model",
+    "transformers.models.gpt2.modeling_gpt2",
+)
+"""What the forkserver imports once for every worker: the attack loop (torch), the model
+loader and GPT-2's modelling code (transformers imports a model's code on first use; the
+embedded model is a GPT-2)."""
+
+
+def default_attack(config: AttackConfig) -> Trajectory:
+    """``empirical.engine.attack.run_attack`` (imported on the first call: torch is imported
+    only when an attack actually runs)."""
+    from empirical.engine.attack import run_attack
+
+    return run_attack(config)
 
 
 @contextlib.contextmanager
@@ -92,15 +147,15 @@ def run_attacks(
     ray_address: str | None = None,
     progress: bool = True,
     threads: int = 1,
-    attack: AttackFunction = run_attack,
+    attack: AttackFunction = default_attack,
     workers: int = 1,
 ) -> list[Trajectory]:
     """The trajectory of every configuration, in order (see the module docstring).
 
-    ``attack`` runs one attack (default ``run_attack``); for ray or worker processes it must
-    be importable by the workers (a module-level function). ``workers``: concurrent worker
-    processes of the local executor (1: this process). ``progress`` shows a progress bar on
-    stderr.
+    ``attack`` runs one attack (default ``run_attack``, through ``default_attack``); for ray
+    or worker processes it must be importable by the workers (a module-level function).
+    ``workers``: concurrent worker processes of the local executor (1: this process).
+    ``progress`` shows a progress bar on stderr.
 
     Raises:
         HftaInputError: an unknown executor, ``ray_address`` without the ray executor, a bad
@@ -146,7 +201,7 @@ def run_pending(
     executor: ExecutorName = "local",
     workers: int = 1,
     threads: int = 1,
-    attack: AttackFunction = run_attack,
+    attack: AttackFunction = default_attack,
     ray_address: str | None = None,
 ) -> None:
     """Run every attack of ``pending`` once on a fresh ``attack_runner`` (see there)."""
@@ -164,7 +219,7 @@ def attack_runner(
     executor: ExecutorName = "local",
     workers: int = 1,
     threads: int = 1,
-    attack: AttackFunction = run_attack,
+    attack: AttackFunction = default_attack,
     ray_address: str | None = None,
 ) -> Iterator[Runner]:
     """A ``Runner`` on ``executor`` whose workers live until the block ends, so that many
@@ -225,15 +280,29 @@ def _run_local(
 
 def _worker_context() -> multiprocessing.context.BaseContext:
     """How worker processes start: ``forkserver`` where the platform has it, the server
-    having imported torch, transformers and the attack code once (``preload``), so each
-    worker is a fork of a process that never ran a torch operation (no thread pool to
-    inherit) and skips the ≈ 2 s of imports; else ``spawn``. (Measured on this 2-core
-    machine, 8 attacks on 2 workers: 21 s wall with forkserver, 26-31 s with spawn.)"""
+    having imported ``WORKER_PRELOAD`` once, so each worker is a fork of a process that never
+    ran a torch operation (no thread pool to inherit) and skips the imports; else ``spawn``.
+    (Measured on this 2-core machine, 8 attacks on 2 workers: 21 s wall with forkserver,
+    26-31 s with spawn.)"""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["empirical.engine.attack", "empirical.verify.executors"])
+        context.set_forkserver_preload(list(WORKER_PRELOAD))
         return context
     return multiprocessing.get_context("spawn")
+
+
+def warm_up_workers(executor: ExecutorName = "local", workers: int = 1) -> None:
+    """Start the forkserver of the local worker processes now, in the background, when
+    ``workers`` > 1 will be asked for: its imports (``WORKER_PRELOAD``) then overlap the
+    caller's own work instead of delaying the first attack. Does nothing otherwise (one
+    worker, ray, or a platform without forkserver)."""
+    if executor != "local" or workers < 2:
+        return
+    context = _worker_context()
+    if context.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def _remote_attack(config_json: str, threads: int, attack: AttackFunction) -> str:

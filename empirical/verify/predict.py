@@ -468,7 +468,7 @@ def predict_attacks(
     log: Log = silent,
 ) -> Predictions:
     """Every planned attack's certified minimum steps, before any attack (module docstring)."""
-    from empirical.verify.theory import start_point
+    from empirical.verify.workspace import cached_start_point
 
     started = time.perf_counter()
     planned = planned_attacks(plan)
@@ -481,7 +481,7 @@ def predict_attacks(
                            seconds=time.perf_counter() - started)
     if planned:
         log(f"predicting, before any attack, the earliest break of {len(planned)} attacks")
-    d, norm = start_point(immunized) if planned else (0, None)
+    d, norm = cached_start_point(workspace, immunized) if planned else (0, None)
     radii: dict[str, list[float]] = {}
     reasons: dict[str, str] = {}
     for item in planned:

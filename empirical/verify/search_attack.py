@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from empirical.engine.attack import AttackConfig, run_attack
+from empirical.engine.attack_config import AttackConfig
 from empirical.measurement.trajectory import Evaluation, Trajectory
-from empirical.verify.executors import AttackFunction
+from empirical.verify.executors import AttackFunction, default_attack
 from empirical.verify.search_objective import harm_points
 
 __all__ = ["EvalHook", "SearchAttack", "early_stopping", "post_hoc", "replay"]
@@ -47,7 +47,7 @@ def replay(trajectory: Trajectory, on_eval: EvalHook) -> None:
             return
 
 
-def post_hoc(attack: AttackFunction = run_attack) -> SearchAttack:
+def post_hoc(attack: AttackFunction = default_attack) -> SearchAttack:
     """``attack`` run to its end, its evaluations replayed to the hook afterwards (pruning
     then decides nothing about compute: every step is trained)."""
 
@@ -64,9 +64,11 @@ def early_stopping() -> SearchAttack:
     stops is stopped at that evaluation step, so pruning saves the remaining steps."""
 
     def run(config: AttackConfig, on_eval: EvalHook) -> Trajectory:
+        from empirical.engine.attack import run_attack
+
         def hook(evaluation: Evaluation) -> bool:
             return evaluation.harm is not None and on_eval(evaluation.step, evaluation.harm)
 
         return run_attack(config, on_evaluation=hook)
 
-    return SearchAttack(run=run, stops_early=True, function=run_attack)
+    return SearchAttack(run=run, stops_early=True, function=default_attack)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from empirical.engine.attack import AttackConfig
+from empirical.engine.attack_config import AttackConfig
 from empirical.verify.search_objective import ObjectiveName
 from empirical.verify.search_space import SearchSpace, grid
 from empirical.verify.search_study import PrunerName, finished_trials

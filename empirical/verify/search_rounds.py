@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from empirical.engine.attack import AttackConfig
+from empirical.engine.attack_config import AttackConfig
 from empirical.measurement.trajectory import Trajectory
 from empirical.verify.executors import AttackFunction, ExecutorName, Runner, attack_runner
 from empirical.verify.search_attack import replay

@@ -18,8 +18,13 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from empirical.engine.attack_config import AttackConfig, LoraSettings, MethodName, OptimizerName
-from empirical.engine.schedules import ScheduleName
+from empirical.engine.attack_config import (
+    AttackConfig,
+    LoraSettings,
+    MethodName,
+    OptimizerName,
+    ScheduleName,
+)
 from theory.errors import HftaInputError
 from theory.framework import ThreatModel
 

@@ -31,13 +31,15 @@ exact).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from empirical.engine.attack import AttackConfig
+from empirical.engine.attack_config import AttackConfig
 from empirical.measurement.trajectory import Environment, Trajectory
 from empirical.verify.certified import Certification, certify_classes
 from empirical.verify.claim import Claim, ClaimData, resolve_data, resolve_path
@@ -63,10 +65,20 @@ from empirical.verify.outcome import (
 )
 from empirical.verify.plan import AttackPlan, named_runs, plan_attacks, trainability_configs
 from empirical.verify.predict import PredictAttacks, Predictions, compare, warnings_of
-from empirical.verify.store import ResultStore
-from empirical.verify.theory import check_theory, start_norm
-from empirical.verify.workspace import Log, VerifyOptions, Workspace, silent, threads
+from empirical.verify.store import ResultStore, canonical_json
+from empirical.verify.theory import check_theory
+from empirical.verify.workspace import (
+    Log,
+    VerifyOptions,
+    Workspace,
+    cached_start_point,
+    directory_digest,
+    silent,
+    threads,
+    write_json,
+)
 from theory.errors import HftaInputError
+from theory.verdict import Verdict
 
 __all__ = [
     "Attacker",
@@ -131,11 +143,12 @@ class Services:
 # --------------------------------------------------------------------------- 0. prepare
 def _model_path(claim_file: Path | None, value: str | None, field_name: str) -> Path | None:
     """The claim's model folder, checked whole before anything runs
-    (``empirical.models.model.check_model_directory``: config, tokenizer, safetensors, shapes)."""
-    from empirical.models.model import check_model_directory
-
+    (``empirical.models.model.check_model_directory``: config, tokenizer, safetensors, shapes;
+    the embedded model, None, is not checked and transformers is not imported)."""
     path = resolve_path(claim_file, value)
     if path is not None:
+        from empirical.models.model import check_model_directory
+
         check_model_directory(path, field_name)
     return path
 
@@ -257,6 +270,10 @@ def attack_original(
     return OriginalOutcome(run=run, warnings=judge_original(prepared.claim, trajectory))
 
 
+STABILITY_FORMAT = 1
+"""Version of the stability cache entries (bump when they change meaning)."""
+
+
 def measure_stability(
     claim: Claim,
     data: ClaimData,
@@ -264,10 +281,33 @@ def measure_stability(
     immunized: Path | None,
     options: VerifyOptions,
     log: Log = silent,
+    workspace: Workspace | None = None,
 ) -> StabilityOutcome | None:
-    """Theory's ``Stability`` of M* against M on the reference data (when asked for)."""
+    """Theory's ``Stability`` of M* against M on the reference data (when asked for).
+
+    With a ``workspace``, the outcome is cached as ``theory/stability-<key>.json``, the key
+    the first 24 hex digits of sha256 over the ``directory_digest`` of M and of M*, the
+    reference examples, the claim's stability section and confidence, and
+    ``STABILITY_FORMAT``: a rerun with the same inputs loads neither model."""
     if "stability" not in set(claim.conditions.all):
         return None
+    cache: Path | None = None
+    if workspace is not None:
+        material = canonical_json({
+            "format": STABILITY_FORMAT,
+            "original": directory_digest(original),
+            "immunized": directory_digest(immunized),
+            "reference": [e.model_dump(mode="json") for e in data.reference],
+            "stability": None if claim.stability is None else claim.stability.model_dump(),
+            "alpha": claim.alpha,
+        })
+        key = hashlib.sha256(material.encode()).hexdigest()[:24]
+        cache = workspace.theory / f"stability-{key}.json"
+        if cache.is_file():
+            entry = json.loads(cache.read_text(encoding="utf-8"))
+            return StabilityOutcome(
+                verdict=Verdict.model_validate(entry["verdict"]), values=entry["values"]
+            )
     from empirical.models.model import load_model
 
     log("measuring stability on the reference data")
@@ -275,6 +315,8 @@ def measure_stability(
         verdict, values = judge_stability(
             claim, load_model(original), load_model(immunized), data.reference
         )
+    if cache is not None:
+        write_json(cache, {"verdict": verdict.model_dump(mode="json"), "values": values})
     return StabilityOutcome(verdict=verdict, values=values)
 
 
@@ -308,20 +350,23 @@ def measure_trainability(
 def environment(options: VerifyOptions) -> dict[str, Any]:
     """Where the verification ran: python, platform, device, library versions, executor."""
     import platform
+    from importlib import metadata
 
-    import torch
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
 
     record = Environment.current("cpu", "float32").model_dump()
-    versions: dict[str, str | None] = {}
-    for module in ("numpy", "scipy", "sympy", "transformers", "peft", "optuna", "ray"):
-        try:
-            versions[module] = __import__(module).__version__
-        except ImportError:
-            versions[module] = None
+    # the installed versions, read without importing the packages (a cached run loads none)
+    record.update(torch=version("torch"), transformers=version("transformers"))
+    record.update(threads=options.threads)  # set by verify_claim (``use_torch_threads``)
+    packages = ("numpy", "scipy", "sympy", "transformers", "peft", "optuna", "ray")
     record.update(
-        versions=versions,
+        versions={package: version(package) for package in packages},
         torch_threads=options.threads,
-        torch_version=torch.__version__,
+        torch_version=version("torch"),
         executor=options.executor,
         ray_address=options.ray_address,
         machine=platform.machine(),
@@ -417,7 +462,7 @@ def verify(
     judged = resistance(claim, data, attacks.in_domain, attacks.cross)
     attacked_original = attack_original(prepared, judged.worst, attacker, log)
     clock.lap("original")
-    stability = measure_stability(claim, data, original, immunized, options, log)
+    stability = measure_stability(claim, data, original, immunized, options, log, workspace)
     clock.lap("stability")
     trainability = measure_trainability(
         claim, data, workspace, original, immunized, attacker, log
@@ -430,8 +475,9 @@ def verify(
         judged.worst,
         workspace,
         measure_path=services.measure_path,
-        theta0_norm=start_norm(immunized) if attacked else None,
+        theta0_norm=cached_start_point(workspace, immunized)[1] if attacked else None,
         log=log,
+        progress=options.progress,
     )
     clock.lap("theory")
     conditions = dict(judged.conditions)

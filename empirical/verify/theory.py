@@ -468,9 +468,12 @@ def check_theory(
     measure_path: bool,
     theta0_norm: float | None = None,
     log: Log = silent,
+    progress: bool = False,
 ) -> TheoryOutcome:
-    """Every attack on M* against the theorems (module docstring)."""
+    """Every attack on M* against the theorems (module docstring); ``progress``: a bar for
+    the worst attack's rerun (``empirical.progress.step_progress``) on a terminal."""
     from empirical.certify import PathConstants, attack_and_measure, check_all
+    from empirical.progress import step_progress
 
     started = time.perf_counter()
     worst_constants: PathConstants | None = None
@@ -497,15 +500,19 @@ def check_theory(
             from empirical.models.model import load_model
 
             model, tokenizer = load_model(worst.run.config.model)
-            measured = attack_and_measure(
-                worst.run.config,
-                model=model,
-                tokenizer=tokenizer,
-                beta_every=claim.theory.beta_every_steps,
-                segment_samples=claim.theory.segment_samples,
-                float64=True,
-                refine=claim.theory.beta_refine or None,
-            )
+            with step_progress(
+                "constants along the worst attack", None, enabled=progress
+            ) as advance:
+                measured = attack_and_measure(
+                    worst.run.config,
+                    model=model,
+                    tokenizer=tokenizer,
+                    beta_every=claim.theory.beta_every_steps,
+                    segment_samples=claim.theory.segment_samples,
+                    float64=True,
+                    refine=claim.theory.beta_refine or None,
+                    advance=advance,
+                )
             measured_again = True
             worst_constants = measured.constants
             worst_checked = measured.checked

@@ -4,8 +4,14 @@ Work directory (``work_directory(out)`` = ``OUT.cache``, next to the output): th
 store (``attacks/``, ``empirical.verify.store.ResultStore``), the optuna study
 (``search.sqlite3``), the data files the attacks read (``data/``, named by the sha256 of
 their content), the immunized models (``models/<defence>-<key>``, keyed by
-``defence.defence_cache_key``) and the theory measurements (``theory/<attack key>.json``).
-Deleting it costs only recomputation; keeping it makes a rerun reuse all of it.
+``defence.defence_cache_key``) and the theory measurements (``theory/<attack key>.json``),
+the attacked model's start point (``theory/start-<key>.json``, ``cached_start_point``) and the
+stability measurement (``theory/stability-<key>.json``). Deleting it costs only
+recomputation; keeping it makes a rerun reuse all of it, so that a rerun whose every stage
+hits its cache loads no model and never imports transformers.
+
+torch's intra-op threads: ``use_torch_threads(n)`` sets them for the rest of the process
+without importing torch (through ``OMP_NUM_THREADS`` when torch is not loaded yet).
 
 Claiming the output and work folders, the run lock and the atomic publication of the output
 live in ``empirical.outputs`` (``claim_output``, ``claim_work_folder``, ``RunLock``,
@@ -18,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,9 +42,11 @@ __all__ = [
     "Log",
     "VerifyOptions",
     "Workspace",
+    "cached_start_point",
     "directory_digest",
     "silent",
     "threads",
+    "use_torch_threads",
     "work_directory",
     "write_json",
 ]
@@ -158,3 +167,37 @@ def threads(count: int) -> Iterator[None]:
 
     with torch_threads(count):
         yield
+
+
+def use_torch_threads(count: int) -> None:
+    """torch's intra-op threads set to ``count`` for the rest of the process: at once when
+    torch is loaded, else through ``OMP_NUM_THREADS``, which torch reads when it is first
+    imported (so that a run that never computes never imports torch)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(count)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(count)
+
+
+START_FORMAT = 1
+"""Version of the start-point cache entries (bump when they change meaning)."""
+
+
+def cached_start_point(workspace: Workspace, model: Path | None) -> tuple[int, float]:
+    """``empirical.verify.theory.start_point`` of ``model`` (d and ‖θ_0‖ over the trainable
+    parameters, as a full fine-tuning attack sees them), cached as
+    ``theory/start-<key>.json`` with key the first 24 hex digits of sha256 over the model's
+    ``directory_digest`` and ``START_FORMAT``: a rerun reads two numbers instead of loading
+    the model."""
+    material = json.dumps({"model": directory_digest(model), "format": START_FORMAT})
+    key = hashlib.sha256(material.encode()).hexdigest()[:24]
+    cache = workspace.theory / f"start-{key}.json"
+    if cache.is_file():
+        entry = json.loads(cache.read_text(encoding="utf-8"))
+        return int(entry["d"]), float(entry["norm"])
+    from empirical.verify.theory import start_point
+
+    d, norm = start_point(model)
+    write_json(cache, {"d": d, "norm": norm})
+    return d, norm

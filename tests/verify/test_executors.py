@@ -23,7 +23,7 @@ from empirical.datasets.data import save_examples
 from empirical.engine.attack import AttackConfig
 from empirical.measurement.trajectory import Environment, Evaluation, Timing, Trajectory
 from empirical.models.model import build_char_tokenizer, save_model, tiny_gpt2
-from empirical.verify.executors import run_attacks
+from empirical.verify.executors import run_attacks, warm_up_workers
 from empirical.verify.store import ResultStore, canonical_config
 from theory.errors import HftaInputError
 
@@ -229,8 +229,10 @@ def test_worker_processes_give_the_local_trajectories_bit_for_bit(
     tmp_path: Path, inputs: dict[str, Path]
 ) -> None:
     """Two spawned worker processes attack a real tiny GPT-2: every trajectory equals the
-    in-process one field for field, each is stored as it finishes, and a rerun reads them."""
+    in-process one field for field, each is stored as it finishes, and a rerun reads them
+    (the workers forked from a forkserver started early, as the verifier starts it)."""
     configs = _configs(inputs, budget=6, seeds=(0, 1))
+    warm_up_workers("local", 2)
     local = run_attacks(configs, store=ResultStore(tmp_path / "local"), progress=False)
     store = ResultStore(tmp_path / "workers")
     workers = run_attacks(configs, store=store, workers=2, progress=False)
