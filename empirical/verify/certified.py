@@ -126,11 +126,23 @@ def head_radii_of(
     return found
 
 
-def _schedule(radii: HeadRadii, cls: AttackerClass) -> list[float]:
-    """R_1 … R_T of ``cls`` for the head the radii were solved for."""
+def _schedule(radii: HeadRadii, cls: AttackerClass, workspace: Workspace) -> list[float]:
+    """R_1 … R_T of ``cls`` for the head the radii were solved for, cached in
+    ``workspace.theory/reach-<key>.json`` (the schedule's rates come from transformers'
+    schedulers: a cached rerun then imports neither torch nor transformers for them)."""
+    import hashlib
+    import json
+
     from empirical.certify.harm_radius import step_radii
 
-    return step_radii(cls, radii.head_size, radii.head_norm or None)
+    inputs = [cls.model_dump(mode="json"), radii.head_size, radii.head_norm]
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
+    cache = workspace.theory / f"reach-{key}.json"
+    if cache.is_file():
+        return [float(r) for r in json.loads(cache.read_text(encoding="utf-8"))]
+    found = step_radii(cls, radii.head_size, radii.head_norm or None)
+    write_json(cache, found)
+    return found
 
 
 def _certificate(
@@ -187,9 +199,9 @@ def certify_classes(
     of_original = head_radii_of(workspace, original, evaluation, "M", log)
     found: list[ClassCertification] = []
     for cls in classes:
-        schedule = _schedule(of_immunized, cls)
+        schedule = _schedule(of_immunized, cls, workspace)
         mine = _certificate(of_immunized, cls, schedule, claim)
-        baseline = _certificate(of_original, cls, _schedule(of_original, cls), claim)
+        baseline = _certificate(of_original, cls, _schedule(of_original, cls, workspace), claim)
         name: str | None = None
         peak: float | None = None
         broke: bool | None = None

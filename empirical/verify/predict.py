@@ -201,10 +201,19 @@ def planned_attacks(plan: AttackPlan) -> list[Planned]:
     return [*grid, *(Planned(f"cross-{i:03d}", c) for i, c in enumerate(plan.cross))]
 
 
-def step_radii(config: AttackConfig, d: int, theta0_norm: float | None) -> list[float]:
-    """R_1 … R_T of ``config``: theory's ``reachable_radius`` over the first t rates of its
-    schedule (``empirical.engine.schedules.learning_rates``), before the attack."""
-    from empirical.certify.independent import reachable_radius
+def schedule_rates(config: AttackConfig, workspace: Workspace | None = None) -> list[float]:
+    """η_1 … η_T of ``config``'s schedule (``empirical.engine.schedules.learning_rates``:
+    transformers' schedulers, so torch and transformers are imported), read back from
+    ``workspace.theory/rates-<key>.json`` when a previous run computed them (a cached rerun
+    then imports neither); the key hashes the schedule, rate, warm-up and budget."""
+    import hashlib
+    import json
+
+    inputs = [config.schedule, config.learning_rate, config.warmup_fraction, config.budget_steps]
+    key = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:24]
+    cache = None if workspace is None else workspace.theory / f"rates-{key}.json"
+    if cache is not None and cache.is_file():
+        return [float(r) for r in json.loads(cache.read_text(encoding="utf-8"))]
     from empirical.engine.schedules import learning_rates
 
     rates = learning_rates(
@@ -213,6 +222,19 @@ def step_radii(config: AttackConfig, d: int, theta0_norm: float | None) -> list[
         warmup_fraction=config.warmup_fraction,
         total_steps=config.budget_steps,
     )
+    if cache is not None:
+        write_json(cache, rates)
+    return rates
+
+
+def step_radii(
+    config: AttackConfig, d: int, theta0_norm: float | None, workspace: Workspace | None = None
+) -> list[float]:
+    """R_1 … R_T of ``config``: theory's ``reachable_radius`` over the first t rates of its
+    schedule (``schedule_rates``, cached in ``workspace`` when given), before the attack."""
+    from empirical.certify.independent import reachable_radius
+
+    rates = schedule_rates(config, workspace)
     options: dict[str, Any] = {
         "optimizer": config.optimizer,
         "d": d,
@@ -489,7 +511,7 @@ def predict_attacks(
             reasons[item.name] = "margins are estimated for full fine-tuning only (not LoRA)"
             continue
         try:
-            radii[item.name] = step_radii(item.config, d, norm)
+            radii[item.name] = step_radii(item.config, d, norm, workspace)
         except HftaInputError as exc:
             reasons[item.name] = f"no reachable radius before the attack: {exc}"
     largest = max((r[-1] for r in radii.values()), default=None)
