@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from empirical.datasets.data import Example, fingerprint
@@ -108,14 +108,21 @@ def apply_registered_defence(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     data: ClaimData,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Apply the registered defence ``name`` (``empirical.defences``) to a copy of ``model``;
-    returns (M*, the defence's record as JSON)."""
+    returns (M*, the defence's record as JSON). ``on_step(done, total)`` after every step."""
     from empirical.defences import registry
 
     defence = registry.get(name)
     config = defence_config(name, hyperparameters)
-    result = defence.apply(model, tokenizer, defence_data(data), config)  # type: ignore[arg-type]
+    result = defence.apply(
+        model,  # type: ignore[arg-type]
+        tokenizer,
+        defence_data(data),
+        config,
+        on_step=on_step,
+    )
     return result.model, result.record.model_dump(mode="json")
 
 
@@ -141,10 +148,12 @@ def immunize(
     apply: ApplyDefence | None = None,
     thread_count: int = 1,
     log: Log = silent,
+    progress: bool = False,
 ) -> DefenceOutcome:
     """M*: the claimed defence applied to M (cached by content), or the given model.
 
-    ``apply`` defaults to ``apply_registered_defence`` (tests inject a fake defence)."""
+    ``apply`` defaults to ``apply_registered_defence`` (tests inject a fake defence), which
+    then reports its steps on a bar when ``progress`` (``empirical.progress``)."""
     claim = prepared.claim
     model_path = None if prepared.model is None else str(prepared.model)
     if not claim.defence.applies:
@@ -178,10 +187,18 @@ def immunize(
     log(f"applying the defence {claim.defence.name} (cached afterwards)")
     started = time.perf_counter()
     model, tokenizer = load_model(prepared.model)
+    from empirical.progress import step_progress
+
+    inputs = (claim.defence.name, prepared.defence_hyperparameters, model, tokenizer)
     with threads(thread_count):
-        immunized, defence_record = (apply or apply_registered_defence)(
-            claim.defence.name, prepared.defence_hyperparameters, model, tokenizer, prepared.data
-        )
+        if apply is not None:
+            immunized, defence_record = apply(*inputs, prepared.data)
+        else:
+            description = f"applying {claim.defence.name}"
+            with step_progress(description, None, enabled=progress) as advance:
+                immunized, defence_record = apply_registered_defence(
+                    *inputs, prepared.data, on_step=advance
+                )
     seconds = time.perf_counter() - started
     save_model(
         immunized,  # type: ignore[arg-type]

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from empirical.engine.attack_config import AttackConfig
 from empirical.measurement.trajectory import Environment, Trajectory
+from empirical.progress import step_progress
 from empirical.verify.certified import Certification, certify_classes
 from empirical.verify.claim import Claim, ClaimData, resolve_data, resolve_path
 from empirical.verify.defence import ApplyDefence, defence_config, defence_data, immunize
@@ -426,6 +427,29 @@ def _warnings(
 
 
 # --------------------------------------------------------------------------- verify
+def before_attacks(
+    prepared: Prepared,
+    plan: AttackPlan,
+    workspace: Workspace,
+    immunized: Path | None,
+    attacker: Attacker,
+    services: Services,
+    options: VerifyOptions,
+    log: Log = silent,
+) -> tuple[Predictions, Certification | None]:
+    """What is stated before any attack runs: the planned attacks' predictions
+    (``empirical.verify.predict``) and the declared classes' certificates
+    (``empirical.verify.certified``), each a progress stage."""
+    claim, data = prepared.claim, prepared.data
+    with step_progress("predictions before the attacks", None, enabled=options.progress):
+        predicted = services.predict(claim, data, plan, workspace, immunized, log)
+    with step_progress("certificates of the declared classes", None, enabled=options.progress):
+        certified = certify_classes(
+            claim, plan.base, workspace, immunized, prepared.original_model, attacker, log
+        )
+    return predicted, certified
+
+
 def verify(
     prepared: Prepared,
     workspace: Workspace,
@@ -442,14 +466,13 @@ def verify(
     options, services = options or VerifyOptions(), services or Services()
     claim, data, clock = prepared.claim, prepared.data, Clock()
     attacker = Attacker(services.run_attacks, workspace.store, options)
-    defence = immunize(
-        prepared, workspace, apply=services.apply_defence, thread_count=options.threads, log=log
-    )
+    defence = immunize(prepared, workspace, apply=services.apply_defence, log=log,
+                       thread_count=options.threads, progress=options.progress)
     immunized, original = defence.immunized_path, prepared.original_model
     clock.lap("defence")
     plan = plan_attacks(claim, data, workspace, immunized)
-    predicted = services.predict(claim, data, plan, workspace, immunized, log)
-    certified = certify_classes(claim, plan.base, workspace, immunized, original, attacker, log)
+    predicted, certified = before_attacks(prepared, plan, workspace, immunized, attacker,
+                                          services, options, log)
     clock.lap("predict")
     grid = attack_grid(plan, attacker, log)
     clock.lap("grid")
