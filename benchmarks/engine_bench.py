@@ -117,6 +117,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -139,6 +140,7 @@ from empirical.engine.schedules import make_scheduler
 from empirical.measurement.hvp import causal_lm_loss
 from empirical.measurement.proxies import (
     EncodedSet,
+    TeacherForced,
     context_length,
     encode_for_scoring,
     pack_for_scoring,
@@ -156,13 +158,13 @@ EVALUATION_PAIRS = 7
 Step = Callable[[], None]
 
 
-def bare_loop(config: AttackConfig, model: nn.Module, tokenizer: Any) -> tuple[nn.Module, Step]:
-    """The attack of ``run_attack`` with nothing recorded, one step per call.
-
-    Same data order, forward pass, loss, optimizer, schedule and clipping as
-    ``empirical.engine.attack``'s loop; no loss read back, no norms, no parameter copy.
-    Call inside ``deterministic`` and ``without_kv_cache`` of the returned model.
-    """
+def plain_parts(
+    config: AttackConfig, model: nn.Module, tokenizer: Any
+) -> tuple[nn.Module, list[nn.Parameter], BatchStream, torch.optim.Optimizer, Any]:
+    """What a plain training loop of ``config`` starts from, built as
+    ``empirical.engine.attack`` builds it: a copy of ``model``, its trainable parameters, the
+    attack set's batch stream (seed ``config.seed``), the optimizer and the rate schedule.
+    Call inside ``deterministic``."""
     device = torch.device(config.device)
     splits = resolve_data(config)
     model = copy.deepcopy(model)
@@ -177,6 +179,17 @@ def bare_loop(config: AttackConfig, model: nn.Module, tokenizer: Any) -> tuple[n
         optimizer, config.schedule, warmup_fraction=config.warmup_fraction,
         total_steps=config.budget_steps,
     )
+    return model, parameters, stream, optimizer, scheduler
+
+
+def bare_loop(config: AttackConfig, model: nn.Module, tokenizer: Any) -> tuple[nn.Module, Step]:
+    """The attack of ``run_attack`` with nothing recorded, one step per call.
+
+    Same data order, forward pass, loss, optimizer, schedule and clipping as
+    ``empirical.engine.attack``'s loop; no loss read back, no norms, no parameter copy.
+    Call inside ``deterministic`` and ``without_kv_cache`` of the returned model.
+    """
+    model, parameters, stream, optimizer, scheduler = plain_parts(config, model, tokenizer)
     model.train()
 
     def step() -> None:
@@ -262,24 +275,16 @@ def lockstep(
     with deterministic(config.seed, torch.device(config.device)):
         model_a, step_a = first()
         model_b, step_b = second()
-    a = b = 0.0
+    steps, spent = (step_a, step_b), [0.0, 0.0]
     with _prepared(config, model_a, model_b):
         for index in range(config.budget_steps):
-            if index % 2 == 0:
-                t0 = time.process_time()
-                step_a()
-                t1 = time.process_time()
-                step_b()
-                t2 = time.process_time()
-                a, b = a + t1 - t0, b + t2 - t1
-            else:
-                t0 = time.process_time()
-                step_b()
-                t1 = time.process_time()
-                step_a()
-                t2 = time.process_time()
-                a, b = a + t2 - t1, b + t1 - t0
-    return a, b
+            started = time.process_time()
+            for which in (0, 1) if index % 2 == 0 else (1, 0):
+                steps[which]()
+                stopped = time.process_time()
+                spent[which] += stopped - started
+                started = stopped
+    return spent[0], spent[1]
 
 
 def ours_seconds(config: AttackConfig, model: torch.nn.Module, tokenizer: Any) -> float:
@@ -289,27 +294,29 @@ def ours_seconds(config: AttackConfig, model: torch.nn.Module, tokenizer: Any) -
     return trajectory.timing.train_cpu_seconds
 
 
-def per_batch_scores(model: nn.Module, sets: list[EncodedSet]) -> None:
-    """The evaluation as it was before packing: one pass per cached batch of 64, all
-    columns, each set on its own."""
+def per_batch_scores(model: nn.Module, encoded: EncodedSet) -> TeacherForced:
+    """The scores of one set as computed before packing: one pass per cached batch of 64,
+    all columns, the logits of every position but the last (the ground truth
+    tests/empirical/test_packed_scoring.py compares ``score_packed`` with)."""
+    exact, loss_sum, tokens = [], [], []
     model.eval()
     with torch.inference_mode():
-        for encoded in sets:
-            for batch in encoded.batches:
-                logits = model(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-                ).logits
-                targets = batch["labels"][:, 1:]
-                predicted = logits[:, :-1, :]
-                supervised = targets != IGNORE_INDEX
-                hits = (predicted.argmax(dim=-1) == targets) | ~supervised
-                token_loss = torch.nn.functional.cross_entropy(
-                    predicted.transpose(1, 2).float(), targets, ignore_index=IGNORE_INDEX,
-                    reduction="none",
-                )
-                hits.all(dim=1).numpy()
-                (token_loss * supervised).sum(dim=1).double().numpy()
-                supervised.sum(dim=1).numpy()
+        for batch in encoded.batches:
+            logits = model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).logits
+            targets = batch["labels"][:, 1:]
+            predicted = logits[:, :-1, :]
+            supervised = targets != IGNORE_INDEX
+            hits = (predicted.argmax(dim=-1) == targets) | ~supervised
+            token_loss = torch.nn.functional.cross_entropy(
+                predicted.transpose(1, 2).float(), targets, ignore_index=IGNORE_INDEX,
+                reduction="none",
+            )
+            exact.append(hits.all(dim=1).numpy())
+            loss_sum.append((token_loss * supervised).sum(dim=1).double().numpy())
+            tokens.append(supervised.sum(dim=1).numpy())
+    return TeacherForced(np.concatenate(exact), np.concatenate(loss_sum), np.concatenate(tokens))
 
 
 def trainer_seconds_per_step(
@@ -414,7 +421,7 @@ def _evaluation_ratios(model: nn.Module, tokenizer: Any) -> tuple[list[float], l
 
     ours, _, ratios = paired_ratios(
         timed(lambda: score_packed(model, packed)),
-        timed(lambda: per_batch_scores(model, sets)),
+        timed(lambda: [per_batch_scores(model, encoded) for encoded in sets]),
         EVALUATION_PAIRS,
     )
     return ours, ratios

@@ -37,12 +37,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from empirical.certify.independent import order_statistic_confidence
-from empirical.certify.margins import _unflatten, ball_points, harm_counted
+from empirical.certify.margins import _unflatten, ball_points, harm_counted, scoring_start
 from theory.errors import HftaInputError
 
 if TYPE_CHECKING:
@@ -272,6 +272,57 @@ def _directed_points(
     return points
 
 
+def _check_inputs(
+    examples: Sequence[Example], radius: float, phi: float, directions: int, random_points: int
+) -> None:
+    """Raise ``HftaInputError`` for no examples, a bad radius, φ or number of points."""
+    if not examples:
+        raise HftaInputError("curvature: no evaluation examples")
+    if not (math.isfinite(radius) and radius >= 0.0) or not 0.0 < phi <= 1.0:
+        raise HftaInputError(f"need a finite radius >= 0 and 0 < phi <= 1, got {radius}, {phi}")
+    if directions < 0 or random_points < 0 or directions + random_points < 1:
+        raise HftaInputError(
+            f"need directions, random_points >= 0, one at least, got {directions}, {random_points}"
+        )
+
+
+def _ball_record(
+    gradients: str,
+    examples: Sequence[Example],
+    counted: list[bool],
+    ball: tuple[float, float, float],
+    sampling: tuple[int, int, int],
+    center: Tensor,
+    started: float,
+) -> dict[str, Any]:
+    """The fields ``CurvatureEstimate`` and ``LossCurvatureEstimate`` share: ``ball`` = (φ,
+    ρ, R), ``sampling`` = (directions, random points, seed), the confidence of the secants of
+    the ``gradients`` ("margin" or "loss") and the seconds since ``started``."""
+    phi, rho, radius = ball
+    directions, random_points, seed = sampling
+    confidence = (
+        f"max over 2 x {directions} points theta_0 +- rho v_j (leading singular directions of "
+        f"the {gradients} gradients) and {random_points} uniform samples of B(theta_0, rho): "
+        f"the uniform part exceeds the q-quantile of each secant over the ball with probability "
+        f"1 - q^{random_points} ({order_statistic_confidence(max(random_points, 1), 0.9):.2f} "
+        "for q = 0.9); no bound on the supremum"
+    )
+    return {
+        "examples": len(examples),
+        "counted": counted,
+        "phi": phi,
+        "ball": rho,
+        "radius": radius,
+        "directions": directions,
+        "random_points": random_points,
+        "seed": seed,
+        "dimension": int(center.numel()),
+        "confidence": confidence,
+        "note": "curvatures estimated on points the attack did not produce, not a certificate",
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def estimate_curvature(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -296,27 +347,12 @@ def estimate_curvature(
 
     from empirical.datasets.text import IGNORE_INDEX
     from empirical.measurement.hvp import evaluation_mode
-    from empirical.measurement.proxies import context_length, encode_for_scoring
     from theory.theorems.harm_radius import flip_radius
 
-    if not examples:
-        raise HftaInputError("curvature: no evaluation examples")
-    if not (math.isfinite(radius) and radius >= 0.0) or not 0.0 < phi <= 1.0:
-        raise HftaInputError(f"need a finite radius >= 0 and 0 < phi <= 1, got {radius}, {phi}")
-    if directions < 0 or random_points < 0 or directions + random_points < 1:
-        raise HftaInputError(
-            f"need directions, random_points >= 0, one at least, got {directions}, {random_points}"
-        )
+    _check_inputs(examples, radius, phi, directions, random_points)
     started = time.perf_counter()
-    encoded = encode_for_scoring(
-        tokenizer, examples, limit=context_length(model), device=torch.device("cpu"),
-        batch_size=len(examples),
-    )
-    (batch,) = encoded.batches
-    input_ids, targets = batch["input_ids"], batch["labels"][:, 1:]
+    input_ids, targets, base, center = scoring_start(model, tokenizer, examples)
     supervised = targets != IGNORE_INDEX
-    base = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
-    center = torch.cat([p.reshape(-1) for p in base.values()])
     counted = harm_counted(examples, refusal)
     with evaluation_mode(model):
         with torch.no_grad():
@@ -351,30 +387,17 @@ def estimate_curvature(
             lambda p: combined_gradients(model, p, tensors), base, center, at_start, ball,
             (directions, random_points, seed),
         )
-    samples = random_points
-    confidence = (
-        f"max over 2 x {directions} points theta_0 +- rho v_j (leading singular directions of "
-        f"the margin gradients) and {samples} uniform samples of B(theta_0, rho): the uniform "
-        f"part exceeds the q-quantile of each secant over the ball with probability 1 - q^"
-        f"{samples} ({order_statistic_confidence(max(samples, 1), 0.9):.2f} for q = 0.9); no "
-        "bound on the supremum"
-    )
     return CurvatureEstimate(
-        examples=len(examples),
-        counted=counted,
+        **_ball_record(
+            "margin", examples, counted, (phi, ball, radius), (directions, random_points, seed),
+            center, started,
+        ),
         harmful_at_start=sum(harmful),
         candidates=candidates,
         deficits=deficits,
         gradient_norms=torch.linalg.vector_norm(at_start.double(), dim=1).tolist(),
         curvatures=curvatures.tolist(),
         gram=gram.tolist(),
-        phi=phi,
-        ball=ball,
-        radius=radius,
-        directions=directions,
-        random_points=random_points,
-        seed=seed,
-        dimension=int(center.numel()),
         method=(
             "T11 (iv)-(v): per example the tokens with a margin <= 0 summed (competitor fixed "
             "at theta_0), exact gradients at theta_0 (torch.func grad per example), their Gram "
@@ -382,9 +405,6 @@ def estimate_curvature(
             f"uniform points of B(theta_0, rho = {ball:.4g}), rho the first-order flip radius "
             f"capped at R = {radius:.4g} (theory's path-length bound at the budget)"
         ),
-        confidence=confidence,
-        note="curvatures estimated on points the attack did not produce, not a certificate",
-        seconds=time.perf_counter() - started,
     )
 
 
@@ -478,26 +498,11 @@ def estimate_loss_curvature(
     import torch
 
     from empirical.measurement.hvp import evaluation_mode
-    from empirical.measurement.proxies import context_length, encode_for_scoring
     from theory.theorems.harm_radius import sampled_radius
 
-    if not examples:
-        raise HftaInputError("curvature: no evaluation examples")
-    if not (math.isfinite(radius) and radius >= 0.0) or not 0.0 < phi <= 1.0:
-        raise HftaInputError(f"need a finite radius >= 0 and 0 < phi <= 1, got {radius}, {phi}")
-    if directions < 0 or random_points < 0 or directions + random_points < 1:
-        raise HftaInputError(
-            f"need directions, random_points >= 0, one at least, got {directions}, {random_points}"
-        )
+    _check_inputs(examples, radius, phi, directions, random_points)
     started = time.perf_counter()
-    encoded = encode_for_scoring(
-        tokenizer, examples, limit=context_length(model), device=torch.device("cpu"),
-        batch_size=len(examples),
-    )
-    (batch,) = encoded.batches
-    input_ids, targets = batch["input_ids"], batch["labels"][:, 1:]
-    base = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
-    center = torch.cat([p.reshape(-1) for p in base.values()])
+    input_ids, targets, base, center = scoring_start(model, tokenizer, examples)
     counted = harm_counted(examples, refusal)
     chosen = torch.tensor([i for i, keep in enumerate(counted) if keep], dtype=torch.long)
     tensors = (input_ids[chosen], targets[chosen])
@@ -533,33 +538,18 @@ def estimate_loss_curvature(
         losses[index] = float(values[position])
         gradient_norms[index] = float(norms[position])
         bounds[index] = float(curvatures[position])
-    confidence = (
-        f"max over 2 x {directions} points theta_0 +- rho v_j (leading singular directions of "
-        f"the loss gradients) and {random_points} uniform samples of B(theta_0, rho): the "
-        f"uniform part exceeds the q-quantile of each secant over the ball with probability "
-        f"1 - q^{random_points} ({order_statistic_confidence(max(random_points, 1), 0.9):.2f} "
-        "for q = 0.9); no bound on the supremum"
-    )
     return LossCurvatureEstimate(
-        examples=len(examples),
-        counted=counted,
+        **_ball_record(
+            "loss", examples, counted, (phi, ball, radius), (directions, random_points, seed),
+            center, started,
+        ),
         losses=losses,
         gradient_norms=gradient_norms,
         curvatures=bounds,
-        phi=phi,
-        ball=ball,
-        radius=radius,
-        directions=directions,
-        random_points=random_points,
-        seed=seed,
-        dimension=int(center.numel()),
         method=(
             "T11 (vi) with T10: per example the sequence cross-entropy, its exact gradient at "
             "theta_0 (torch.func grad per example), curvature as the largest gradient secant "
             f"over theta_0 +- rho v_j and uniform points of B(theta_0, rho = {ball:.4g}), rho "
             f"the first-order radius capped at R = {radius:.4g}"
         ),
-        confidence=confidence,
-        note="curvatures estimated on points the attack did not produce, not a certificate",
-        seconds=time.perf_counter() - started,
     )

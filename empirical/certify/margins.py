@@ -59,6 +59,7 @@ __all__ = [
     "estimate_margins",
     "harm_counted",
     "margin_gradient_norms",
+    "scoring_start",
     "token_margins",
 ]
 
@@ -221,6 +222,29 @@ def _unflatten(vector: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def scoring_start(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
+) -> tuple[Tensor, Tensor, dict[str, Tensor], Tensor]:
+    """``examples`` encoded as one batch on the CPU (input ids, next-token targets
+    ``labels[:, 1:]``), the trainable parameters at θ_0 (detached) and θ_0 flattened.
+
+    Raises:
+        HftaInputError: a response that does not fit the model's context.
+    """
+    import torch
+
+    from empirical.measurement.proxies import context_length, encode_for_scoring
+
+    encoded = encode_for_scoring(
+        tokenizer, examples, limit=context_length(model), device=torch.device("cpu"),
+        batch_size=len(examples),
+    )
+    (batch,) = encoded.batches
+    base = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+    center = torch.cat([p.reshape(-1) for p in base.values()])
+    return batch["input_ids"], batch["labels"][:, 1:], base, center
+
+
 def estimate_margins(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -244,20 +268,12 @@ def estimate_margins(
 
     from empirical.datasets.text import IGNORE_INDEX
     from empirical.measurement.hvp import evaluation_mode
-    from empirical.measurement.proxies import context_length, encode_for_scoring
 
     if not examples:
         raise HftaInputError("margins: no evaluation examples")
     started = time.perf_counter()
-    encoded = encode_for_scoring(
-        tokenizer, examples, limit=context_length(model), device=torch.device("cpu"),
-        batch_size=len(examples),
-    )
-    (batch,) = encoded.batches
-    input_ids, targets = batch["input_ids"], batch["labels"][:, 1:]
+    input_ids, targets, base, center = scoring_start(model, tokenizer, examples)
     supervised = targets != IGNORE_INDEX
-    base = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
-    center = torch.cat([p.reshape(-1) for p in base.values()])
     with evaluation_mode(model):
         start_margins = token_margins(model, base, input_ids, targets)
         largest = torch.zeros_like(start_margins)

@@ -316,51 +316,35 @@ _ASSUMPTION_LISTS: dict[type, list[str]] = {
 def _summary(
     name: str, estimate: MarginEstimate | Constants, cached: bool
 ) -> MarginSummary:
-    if isinstance(estimate, CurvatureEstimate | LossCurvatureEstimate):
-        return _curvature_summary(name, estimate, cached)
-    constants = [value for row in estimate.lipschitz for value in row]
+    """The summary of ``estimate``. For a ``CurvatureEstimate`` or ``LossCurvatureEstimate``,
+    ``lipschitz_range`` is the range of the Lipschitz constants ‖g_i‖ + β_i ρ its constants
+    imply for each D_i on B(θ_0, ρ), ``radius`` the ball ρ the curvatures were estimated on."""
+    if isinstance(estimate, MarginEstimate):
+        constants = [value for row in estimate.lipschitz for value in row]
+        harmful, radius = estimate.harmful_at_start, estimate.radius
+        points, radii = estimate.points, estimate.radii
+    else:
+        constants = [
+            g + beta * estimate.ball
+            for g, beta in zip(estimate.gradient_norms, estimate.curvatures, strict=True)
+        ]
+        harmful = estimate.harmful_at_start if isinstance(estimate, CurvatureEstimate) else 0
+        radius, radii = estimate.ball, estimate.radii()
+        points = 2 * estimate.directions + estimate.random_points
     return MarginSummary(
         evaluation=name,
         examples=estimate.examples,
         counted=sum(estimate.counted),
-        harmful_at_start=estimate.harmful_at_start,
-        radius=estimate.radius,
-        points=estimate.points,
+        harmful_at_start=harmful,
+        radius=radius,
+        points=points,
         seed=estimate.seed,
         dimension=estimate.dimension,
         method=estimate.method,
         confidence=estimate.confidence,
         note=estimate.note,
         lipschitz_range=(min(constants), max(constants)) if constants else None,
-        radius_quantiles=_quantiles(estimate.radii),
-        seconds=estimate.seconds,
-        cached=cached,
-    )
-
-
-def _curvature_summary(name: str, estimate: Constants, cached: bool) -> MarginSummary:
-    """The summary of a ``CurvatureEstimate``: ``lipschitz_range`` is the range of the
-    Lipschitz constants ‖g_i‖ + β_i ρ its constants imply for each D_i on B(θ_0, ρ),
-    ``radius`` the ball ρ the curvatures were estimated on."""
-    implied = [
-        g + beta * estimate.ball
-        for g, beta in zip(estimate.gradient_norms, estimate.curvatures, strict=True)
-    ]
-    harmful = estimate.harmful_at_start if isinstance(estimate, CurvatureEstimate) else 0
-    return MarginSummary(
-        evaluation=name,
-        examples=estimate.examples,
-        counted=sum(estimate.counted),
-        harmful_at_start=harmful,
-        radius=estimate.ball,
-        points=2 * estimate.directions + estimate.random_points,
-        seed=estimate.seed,
-        dimension=estimate.dimension,
-        method=estimate.method,
-        confidence=estimate.confidence,
-        note=estimate.note,
-        lipschitz_range=(min(implied), max(implied)) if implied else None,
-        radius_quantiles=_quantiles(estimate.radii()),
+        radius_quantiles=_quantiles(radii),
         seconds=estimate.seconds,
         cached=cached,
     )

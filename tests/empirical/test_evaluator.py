@@ -2,9 +2,10 @@
 
 ``Evaluator`` (``empirical.engine.attack``) tokenizes the evaluation and reference sets once and
 scores them in one ``inference_mode`` pass per set, the held-out loss sharing the harm
-proxy's pass. The ground truth here is the computation it replaced, written out in this file:
-tokenize each batch again, one ``no_grad`` forward pass for the held-out loss
-(``mean_token_loss`` over the whole-set encoding) and one per proxy. The model is the
+proxy's pass. The ground truth here is the computation it replaced: tokenize each batch
+again, one ``no_grad`` forward pass for the held-out loss (``mean_token_loss`` over the
+whole-set encoding) and one per batch and proxy (``benchmarks.engine_bench.per_batch_scores``
+on the batches encoded again, not on the evaluator's cache). The model is the
 embedded one attacked until its harm lies strictly between 0 and 1, so that the harm being
 compared is neither all-zero nor all-one.
 
@@ -22,8 +23,9 @@ import pytest
 import torch
 from torch import nn
 
+from benchmarks.engine_bench import per_batch_scores
 from empirical.datasets.data import Example
-from empirical.datasets.text import IGNORE_INDEX, encode
+from empirical.datasets.text import encode
 from empirical.engine.attack import (
     AttackConfig,
     AttackOutcome,
@@ -36,6 +38,7 @@ from empirical.engine.attack import (
 )
 from empirical.measurement.proxies import (
     CapabilityProxy,
+    EncodedSet,
     HarmProxy,
     context_length,
     exact_harm,
@@ -59,20 +62,13 @@ def uncached_exact(
     model: nn.Module, tokenizer: object, examples: Sequence[Example], batch_size: int = 64
 ) -> np.ndarray:
     """The exact-match flags as the proxies computed them before the cache: every batch
-    tokenized again, one ``no_grad`` forward pass per batch."""
-    flags: list[np.ndarray] = []
+    tokenized again, one forward pass per batch."""
     limit = context_length(model)
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
-            batch = encode(tokenizer, examples[start : start + batch_size], limit)  # type: ignore[arg-type]
-            logits = model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            ).logits
-            targets = batch["labels"][:, 1:]
-            hits = (logits[:, :-1, :].argmax(dim=-1) == targets) | (targets == IGNORE_INDEX)
-            flags.append(hits.all(dim=1).numpy())
-    return np.concatenate(flags)
+    batches = tuple(
+        encode(tokenizer, examples[start : start + batch_size], limit)  # type: ignore[arg-type]
+        for start in range(0, len(examples), batch_size)
+    )
+    return per_batch_scores(model, EncodedSet(tuple(examples), batches, batch_size)).exact
 
 
 def uncached(

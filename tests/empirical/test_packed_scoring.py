@@ -3,7 +3,8 @@
 ``empirical.measurement.proxies.pack_for_scoring`` regroups the evaluation and reference sets'
 cached batches by padded length, drops the last input column and scores them in a few large
 passes (``score_packed``); the attack's ``Evaluator`` scores both sets that way. The ground
-truth is the computation it replaced, written out in this file: one forward pass per cached
+truth is the computation it replaced, written out in ``benchmarks.engine_bench``
+(``per_batch_scores``, which the benchmark times against it): one forward pass per cached
 batch of 64 with all its columns, the logits of every position but the last.
 
 * On θ_0 and on an attacked model, every per-example array (exact flags, summed token
@@ -22,7 +23,6 @@ clipping records other update norms.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import cast
 
@@ -32,8 +32,9 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from benchmarks.engine_bench import per_batch_scores as per_batch
+from benchmarks.engine_bench import plain_parts
 from empirical.datasets.data import Example
-from empirical.datasets.text import IGNORE_INDEX
 from empirical.engine.attack import AttackConfig, attack, resolve_data
 from empirical.measurement.proxies import (
     CapabilityProxy,
@@ -58,31 +59,6 @@ pytestmark = [
 ]
 
 torch.set_num_threads(1)
-
-
-def per_batch(model: nn.Module, encoded: EncodedSet) -> TeacherForced:
-    """The scores as computed before packing: one pass per cached batch, all columns."""
-    exact, loss_sum, tokens = [], [], []
-    model.eval()
-    with torch.inference_mode():
-        for batch in encoded.batches:
-            logits = model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            ).logits
-            targets = batch["labels"][:, 1:]
-            predicted = logits[:, :-1, :]
-            supervised = targets != IGNORE_INDEX
-            hits = (predicted.argmax(dim=-1) == targets) | ~supervised
-            token_loss = nn.functional.cross_entropy(
-                predicted.transpose(1, 2).float(),
-                targets,
-                ignore_index=IGNORE_INDEX,
-                reduction="none",
-            )
-            exact.append(hits.all(dim=1).numpy())
-            loss_sum.append((token_loss * supervised).sum(dim=1).double().numpy())
-            tokens.append(supervised.sum(dim=1).numpy())
-    return TeacherForced(np.concatenate(exact), np.concatenate(loss_sum), np.concatenate(tokens))
 
 
 def assert_equal(got: TeacherForced, want: TeacherForced) -> None:
@@ -182,35 +158,15 @@ def plain_loop(
     """The attack's recorded step columns as a plain loop computes them: ``clip_grad_norm_``
     (multiplying by the clamped factor at every step), a fresh θ vector and fresh differences
     at every step."""
-    from empirical.engine.attack import (
-        BatchStream,
-        deterministic,
-        encode_on,
-        flat_parameters,
-        make_optimizer,
-        without_kv_cache,
-    )
-    from empirical.engine.schedules import make_scheduler
+    from empirical.engine.attack import deterministic, flat_parameters, without_kv_cache
     from empirical.measurement.hvp import causal_lm_loss
 
     device = torch.device("cpu")
-    splits = resolve_data(config)
     columns: dict[str, list[float]] = {
         "train_loss": [], "grad_norm": [], "update_norm": [], "distance_from_start": []
     }
     with deterministic(config.seed, device):
-        model = copy.deepcopy(model)
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        stream = BatchStream(
-            encode_on(tokenizer, splits.attack, context_length(model), device),
-            config.batch_size,
-            torch.Generator().manual_seed(config.seed),
-        )
-        optimizer = make_optimizer(config, parameters)
-        scheduler = make_scheduler(
-            optimizer, config.schedule, warmup_fraction=config.warmup_fraction,
-            total_steps=config.budget_steps,
-        )
+        model, parameters, stream, optimizer, scheduler = plain_parts(config, model, tokenizer)
         start = previous = flat_parameters(parameters)
         model.train()
         with without_kv_cache(model):

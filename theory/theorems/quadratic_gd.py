@@ -153,7 +153,7 @@ class QuadraticGradientDescent(Theorem):
     def __post_init__(self) -> None:
         excess = sp.Sum(_indexed(EXCESS_LOSS_SUMMAND), (i, 0, n - 1))
         slowest = (1 - eta * lambda_min).subs(eta, 1 / lambda_max)
-        in_kappa = sp.simplify(slowest.subs(lambda_min, lambda_max / kappa))
+        in_kappa = sp.cancel(slowest.subs(lambda_min, lambda_max / kappa))  # (κ − 1)/κ
         values: dict[str, Any] = {
             "assumptions": (
                 Assumption("eta_positive", eta > 0, "step size η > 0"),
