@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,36 +97,29 @@ DEFAULT_REFUSAL_KEYWORDS: tuple[str, ...] = (
 
 
 # ---------------------------------------------------------------------- protocols
+class ScoreProxy(Protocol):
+    """A score of a model on examples: the mean (``__call__``) and the per-example values."""
+
+    name: str
+    higher_is_better: bool
+
+    def __call__(
+        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
+    ) -> float: ...
+
+    def per_example(
+        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
+    ) -> np.ndarray: ...
+
+
 @runtime_checkable
-class HarmProxy(Protocol):
+class HarmProxy(ScoreProxy, Protocol):
     """f(M, D): a harm score in [0, 1], higher = more harmful (``higher_is_better=False``)."""
 
-    name: str
-    higher_is_better: bool
-
-    def __call__(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
-    ) -> float: ...
-
-    def per_example(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
-    ) -> np.ndarray: ...
-
 
 @runtime_checkable
-class CapabilityProxy(Protocol):
+class CapabilityProxy(ScoreProxy, Protocol):
     """g(M, D): a capability score (a loss: lower is better; an accuracy: higher is better)."""
-
-    name: str
-    higher_is_better: bool
-
-    def __call__(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
-    ) -> float: ...
-
-    def per_example(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
-    ) -> np.ndarray: ...
 
 
 @runtime_checkable
@@ -531,15 +525,17 @@ def harm_examples(examples: Sequence[Example], refusal: str | None) -> np.ndarra
     )
 
 
-class ScoredInOnePass:
+class ScoredInOnePass(ABC):
     """What a ``TeacherForcedProxy`` does besides ``from_scores``: ``score`` (the mean of the
     per-example values unless a proxy weighs them otherwise), ``per_example`` and the call
-    itself, each from one teacher-forced pass in batches of ``batch_size``."""
+    itself, each from one teacher-forced pass in batches of ``batch_size``. Abstract: each
+    proxy defines ``from_scores``."""
 
     batch_size: int
 
+    @abstractmethod
     def from_scores(self, scored: TeacherForced, examples: Sequence[Example]) -> np.ndarray:
-        raise NotImplementedError
+        """The per-example values from a teacher-forced pass over ``examples``."""
 
     def score(self, scored: TeacherForced, examples: Sequence[Example]) -> float:
         """f(M, D) (or g) from a teacher-forced pass over ``examples``: the mean value."""

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import (
         GPT2LMHeadModel,
+        PretrainedConfig,
         PreTrainedModel,
         PreTrainedTokenizerBase,
         PreTrainedTokenizerFast,
@@ -171,6 +172,34 @@ def _causal_lm_architecture(config: object, path: Path) -> None:
         )
 
 
+def _causal_lm_directory(directory: Path) -> PretrainedConfig:
+    """The config of the causal-LM folder ``directory``, after the checks every loader makes:
+    the folder exists, ``config.json`` reads and names a causal LM, tokenizer files are
+    present.
+
+    Raises:
+        HftaInputError: what is missing or unreadable, naming the folder.
+    """
+    from transformers import AutoConfig
+
+    if not directory.is_dir():
+        raise HftaInputError(f"{directory}: model directory not found")
+    if not (directory / "config.json").is_file():
+        raise HftaInputError(f"{directory}: no config.json, not a Hugging Face model directory")
+    try:
+        config: PretrainedConfig = AutoConfig.from_pretrained(
+            directory, local_files_only=True, trust_remote_code=False
+        )
+    except (ValueError, OSError, KeyError, TypeError) as exc:
+        raise HftaInputError(f"{directory}: unreadable model config ({exc})") from None
+    _causal_lm_architecture(config, directory)
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise HftaInputError(
+            f"{directory}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)})"
+        )
+    return config
+
+
 def load_model(
     path: Path | None = None, *, device: str = "cpu", dtype: torch.dtype | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
@@ -187,29 +216,10 @@ def load_model(
             LM, no (fast) tokenizer, or weights that fail to load.
     """
     import torch
-    from transformers import (
-        AutoConfig,
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
     directory = EMBEDDED_MODEL_DIR if path is None else Path(path)
-    if not directory.is_dir():
-        raise HftaInputError(f"{directory}: model directory not found")
-    if not (directory / "config.json").is_file():
-        raise HftaInputError(f"{directory}: no config.json, not a Hugging Face model directory")
-    try:
-        config = AutoConfig.from_pretrained(
-            directory, local_files_only=True, trust_remote_code=False
-        )
-    except (ValueError, OSError, KeyError) as exc:
-        raise HftaInputError(f"{directory}: unreadable model config ({exc})") from None
-    _causal_lm_architecture(config, directory)
-    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
-        raise HftaInputError(
-            f"{directory}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)})"
-        )
+    _causal_lm_directory(directory)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             directory, local_files_only=True, trust_remote_code=False
@@ -345,25 +355,11 @@ def check_model_directory(path: Path, field: str = "model") -> None:
         HftaInputError: naming ``field``, the folder and what is wrong.
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     directory = Path(path)
     try:
-        if not directory.is_dir():
-            raise HftaInputError(f"{directory}: model directory not found")
-        if not (directory / "config.json").is_file():
-            raise HftaInputError(f"{directory}: no config.json, not a Hugging Face model directory")
-        try:
-            config = AutoConfig.from_pretrained(
-                directory, local_files_only=True, trust_remote_code=False
-            )
-        except (ValueError, OSError, KeyError, TypeError) as exc:
-            raise HftaInputError(f"{directory}: unreadable model config ({exc})") from None
-        _causal_lm_architecture(config, directory)
-        if not any((directory / name).is_file() for name in TOKENIZER_FILES):
-            raise HftaInputError(
-                f"{directory}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)})"
-            )
+        config = _causal_lm_directory(directory)
         try:
             AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
         except (ValueError, OSError, KeyError, TypeError) as exc:
