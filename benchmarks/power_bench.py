@@ -42,7 +42,7 @@ from empirical.certify.power import (
     descent_subject,
     power_table,
 )
-from empirical.datasets.benchmark import BenchmarkSizes, embedded_benchmark
+from empirical.datasets.benchmark import SMALL_SIZES, embedded_benchmark
 from empirical.engine.attack import AttackConfig
 from empirical.measurement.trajectory import Trajectory
 from empirical.testing import TransformerSpec
@@ -80,16 +80,7 @@ def attack_config(rng: np.random.Generator, *, embedded: bool) -> AttackConfig:
 
 
 #: The sizes of the embedded benchmark the attacks train and probe on.
-SIZES = BenchmarkSizes(
-    pretrain=1,
-    align=1,
-    defence=1,
-    attack=8,
-    evaluation=2,
-    reference=1,
-    trainability_train=1,
-    trainability_eval=1,
-)
+SIZES = SMALL_SIZES
 
 
 def plans(

@@ -139,6 +139,22 @@ class BenchmarkSizes(BaseModel):
     trainability_eval: int = Field(default=200, ge=1)
 
 
+
+#: The smallest benchmark the attacks of the property tests (tests/properties/_runs.py) and of
+#: the power benchmark (benchmarks/power_bench.py) train and probe on: 8 attack examples and 2
+#: held-out prompts per forbidden skill, one of everything else, so that both measure the same
+#: kind of trajectory.
+SMALL_SIZES = BenchmarkSizes(
+    pretrain=1,
+    align=1,
+    defence=1,
+    attack=8,
+    evaluation=2,
+    reference=1,
+    trainability_train=1,
+    trainability_eval=1,
+)
+
 class Benchmark(BaseModel):
     """The embedded benchmark's skills and splits (see the module docstring).
 

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from empirical import certify
-from empirical.datasets.benchmark import Benchmark, BenchmarkSizes, embedded_benchmark
+from empirical.datasets.benchmark import SMALL_SIZES, Benchmark, embedded_benchmark
 from empirical.engine.attack import AttackConfig
 from empirical.testing import TransformerSpec
 from empirical.testing import strategies as hst
@@ -56,16 +56,7 @@ def examples(ci: int) -> int:
     return ci * max(1, profile.max_examples // 30)
 
 
-SIZES = BenchmarkSizes(
-    pretrain=1,
-    align=1,
-    defence=1,
-    attack=8,
-    evaluation=2,
-    reference=1,
-    trainability_train=1,
-    trainability_eval=1,
-)
+SIZES = SMALL_SIZES
 #: Lanczos at every iterate for the tiny models, every fourth for the embedded one (108k
 #: parameters): the per-segment β is then the larger estimate at the sampled points around it.
 BETA_EVERY = {False: 1, True: 4}
