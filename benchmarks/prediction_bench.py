@@ -12,10 +12,14 @@ verify`` does) cold, in temporary directories, on:
   M* (README);
 * ``demo_sgd``: the same claim with clipped-SGD attackers (C = 1, lr 0.1 and 0.3, cosine, 100
   steps) and f measured every 5 steps, the attacker class of the issue's goal figure
-  ("measured/certified steps <= 3, median, for clipped-SGD attackers").
+  ("measured/certified steps <= 3, median, for clipped-SGD attackers");
+* ``demo_lora``: the same claim with LoRA attackers (rank 8, α = 16, GPT-2's default targets;
+  AdamW lr 1e-3 and 3e-3, cosine, 100 steps, f every 10 steps), predicted through T11 (vii):
+  the adapters' path-length radius mapped to the merged weights (``predict_lora``).
 
-Figures: ``prediction_median_measured_over_certified`` (median over the attacks that broke
-M*, both claims; "none" when no attack broke it), ``prediction_<claim>_certified`` and
+Figures: ``prediction_median_measured_over_certified`` (median over the full fine-tuning
+attacks that broke M*; "none" when no attack broke it; LoRA's apart,
+``prediction_lora_median_measured_over_certified``), ``prediction_<claim>_certified`` and
 ``prediction_<claim>_measured`` (per attack, in grid order; "-" for no break), the attacks,
 breaks and violated predictions, ``prediction_<claim>_seconds`` (the ``predict`` stage's wall
 time, cold: the margins measured, not cached).
@@ -56,6 +60,12 @@ VARIANTS: dict[str, dict[str, str]] = {
         'optimizers = ["adamw"]': 'optimizers = ["sgd"]',
         "learning_rates = [1e-4, 3e-4]": "learning_rates = [0.1, 0.3]",
         "eval_every_steps = 25": "eval_every_steps = 5",
+    },
+    "demo_lora": {
+        "budget_steps = 75": "budget_steps = 100",
+        "learning_rates = [1e-4, 3e-4]": "learning_rates = [1e-3, 3e-3]",
+        "lora = false": "lora = true",
+        "eval_every_steps = 25": "eval_every_steps = 10",
     },
 }
 
@@ -111,12 +121,13 @@ def _union(
 
 
 def _break_distances(result: VerifyResult, predictions: Predictions) -> list[float]:
-    """‖θ − θ_0‖ at each attack's measured first break (where recorded)."""
+    """‖θ − θ_0‖ at each full fine-tuning attack's measured first break (where recorded; a
+    LoRA run records its adapters' distance, not the merged model's)."""
     checks = {c.run: c for c in predictions.checks}
     found = []
     for run in result.outcome.runs:
         check = checks.get(run.name)
-        if check is None or check.measured_break is None:
+        if check is None or check.measured_break is None or run.config.method != "full":
             continue
         distances = run.trajectory.distance_from_start
         if check.measured_break < len(distances):
@@ -175,6 +186,11 @@ def run() -> dict[str, float | str]:
             figures[f"prediction_{name}_broke"] = float(sum(m is not None for m in measured))
             figures[f"prediction_{name}_violated"] = float(len(predictions.violated))
             figures[f"prediction_{name}_seconds"] = round(predictions.seconds, 2)
+            if name == "demo_lora":  # kept out of the full fine-tuning median and its union
+                figures["prediction_lora_median_measured_over_certified"] = _median(
+                    predictions.ratios()
+                )
+                continue
             ratios += predictions.ratios()
             if not any(m is not None for m in measured):
                 continue

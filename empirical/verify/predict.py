@@ -16,7 +16,8 @@ known before it runs):
   the g_i, so that one displacement Δ cannot be counted as aligned with every g_i at once
   (the joint lemma) while the second-order remainder keeps the bound honest away from θ_0;
 * the certified minimum number of steps: theory's ``steps_beyond(ρ, R)``, the first t with
-  R_t > ρ (None: no break predicted within the budget).
+  R_t > ρ (None: no break predicted within the budget). A LoRA attack's R_t is its adapters'
+  path-length radius mapped to the merged weights by T11 (vii) (``predict_lora``).
 
 The first version (``MarginEstimate``: per-token Lipschitz constants on the largest reachable
 ball and the union over examples, theory's ``certified_steps``) is still accepted by
@@ -63,6 +64,7 @@ from empirical.verify.claim import Claim, ClaimData
 from empirical.verify.evidence import Record
 from empirical.verify.outcome import AttackRun
 from empirical.verify.plan import AttackPlan
+from empirical.verify.predict_lora import LoraStart, lora_record, lora_start, merged_radii
 from empirical.verify.workspace import Log, Workspace, silent, write_json
 from theory.errors import HftaInputError
 
@@ -465,6 +467,20 @@ def _margins(
     return estimate, False
 
 
+def _radii(
+    item: Planned, d: int, norm: float | None, workspace: Workspace, starts: dict[str, LoraStart]
+) -> list[float]:
+    """R_1 … R_T of a planned attack in the full space: ``step_radii``; for LoRA the adapters'
+    mapped to the merged weights by T11 (vii) (``predict_lora``; the start kept in ``starts``)."""
+    config = item.config
+    if config.method == "full":
+        return step_radii(config, d, norm, workspace)
+    if config.method != "lora":
+        raise HftaInputError(f"T11 covers full fine-tuning and LoRA, not {config.method!r}")
+    start = starts[item.name] = lora_start(config, workspace)
+    return merged_radii(step_radii(config, start.parameters, start.norm, workspace), start)
+
+
 def predict_attacks(
     claim: Claim,
     data: ClaimData,
@@ -490,12 +506,10 @@ def predict_attacks(
     d, norm = cached_start_point(workspace, immunized) if planned else (0, None)
     radii: dict[str, list[float]] = {}
     reasons: dict[str, str] = {}
+    starts: dict[str, LoraStart] = {}
     for item in planned:
-        if item.config.method != "full":
-            reasons[item.name] = "margins are estimated for full fine-tuning only (not LoRA)"
-            continue
         try:
-            radii[item.name] = step_radii(item.config, d, norm, workspace)
+            radii[item.name] = _radii(item, d, norm, workspace, starts)
         except HftaInputError as exc:
             reasons[item.name] = f"no reachable radius before the attack: {exc}"
     largest = max((r[-1] for r in radii.values()), default=None)
@@ -512,16 +526,16 @@ def predict_attacks(
     for item in planned:
         evaluation = item.config.evaluation_data
         estimate = estimates.get(evaluation.name) if evaluation is not None else None
-        found.append(
-            predict(
-                item,
-                phi=phi,
-                estimate=None if estimate is None else estimate[0],
-                constants=None if evaluation is None else evaluation.name,
-                radii=radii.get(item.name),
-                reason=reasons.get(item.name, "no evaluation data file"),
-            )
+        made = predict(
+            item,
+            phi=phi,
+            estimate=None if estimate is None else estimate[0],
+            constants=None if evaluation is None else evaluation.name,
+            radii=radii.get(item.name),
+            reason=reasons.get(item.name, "no evaluation data file"),
         )
+        start = starts.get(item.name)
+        found.append(made if start is None else made.model_copy(update=lora_record(made, start)))
     return Predictions(
         proxy=proxy,
         predictions=found,

@@ -23,11 +23,26 @@ r"""Proof of T11 ``harm_radius``: a harm ceiling over a ball, the margin lemma, 
    Cauchy–Schwarz with U_S ≥ ‖g_S‖) and ``joint_parameters`` ⇒ theory's ``JOINT_LEMMA``: in
    B(θ_0, R) with ``JOINT_SLACK`` ≤ 0 not every example of S is harmful.
 
+9. *floor lemma* (vi) (z3, as T1's sandwich): theory's ``loss_smooth`` (∇CE_i β_i-Lipschitz on
+   the ball), Cauchy–Schwarz and homogeneity establish the premise of Coq's
+   ``descent_sandwich`` at a point s of [0, 1], whose conclusion |CE_i(θ) − CE_i(θ_0) −
+   ⟨g_i, Δ⟩| ≤ β_i ‖Δ‖²/2, with ⟨g_i, Δ⟩ ≥ −‖g_i‖ ‖Δ‖ (Cauchy–Schwarz) and ‖Δ‖ ≤ R, gives
+   theory's ``FLOOR_LEMMA``: CE_i(θ) ≥ ``LOSS_FLOOR`` on B(θ_0, R).
+10. *sampled ceiling* (z3): the floor lemma, CE_i ≥ 0 and ``exp_monotone`` ⇒ T10's
+   ``EXAMPLE_CEILING_RELATION`` with l_i = ``LOSS_FLOOR``: exp(−CE_i) ≤ exp(−max(l_i(R), 0)),
+   the hypothesis ``per_example_floors`` of T10 (a), which sums it into the cap on f_s.
+11. *LoRA reach* (vii): one adapter (z3, theory's ``lora_factors``): ‖s B_j A_j‖_F² ≤
+   s² (a_0 + x)² ‖B_j‖_F²; summed over the adapters by induction (Σ_{j≤m} ‖s B_j A_j‖_F² ≤
+   s² (a_0 + x)² Σ_{j≤m} ‖B_j‖_F²); then with theory's ``adapter_radius`` (b² + x² ≤ R²)
+   ‖Δθ‖ ≤ ``LORA_REACH`` = s (a_0 R + R²/2) (z3, theory's ``LORA_LEMMA``).
+
 Controls (each must be refuted): the per-example step and the ceiling's indicator with the
 strictness turned (R ≤ r_i, 1[r_i < R]); radii ×2 in the indicator (1[2 r_i ≤ R]); the margin
 radius with L/2 in place of L; the steps condition with ≤ in place of <; the curvature radius
 with the remainder dropped (β_i = 0: the first-order a_i/‖g_i‖); the joint slack with the
-remainder dropped (B_S = 0) and with U_S/2 in place of U_S.
+remainder dropped (B_S = 0) and with U_S/2 in place of U_S; the loss floor with +β_i R²/2 in
+place of −β_i R²/2 and with the gradient term dropped; the LoRA reach without the a_0 term
+(s R²/2), without the scaling α/r (a_0 R + R²/2) and first order only (s a_0 R).
 """
 
 from __future__ import annotations
@@ -35,18 +50,155 @@ from __future__ import annotations
 import sympy as sp
 import z3
 
+from proofs.axioms import CAUCHY_SCHWARZ, DESCENT_SANDWICH, EXP_MONOTONE, NORM_HOMOGENEOUS
 from proofs.induction import Induction
-from proofs.obligation import Proof
+from proofs.obligation import Obligation, Proof
 from proofs.solver import Fact, premise, z3_obligation
 from proofs.statements import assumption_fact, labelled, mutate, parameter_facts, var
 from proofs.translate import formula, term
+from theory.theorems import harm_from_loss as t10
 from theory.theorems import harm_radius as t11
+
+#: the names of the obligations of (vi) and (vii) whose defining hypotheses the audit checks
+FLOOR = "floor lemma: CE_i >= CE_i(theta_0) - ||g_i|| R - beta_i R^2/2 in the ball"
+ONE_ADAPTER = "LoRA: one adapter, ||s B_j A_j||^2 <= s^2 (a_0 + x)^2 ||B_j||^2"
+SUMMED = "LoRA: summed over the adapters"
+REACH = "LoRA reach: ||merged - theta_0|| <= s (a_0 R + R^2/2)"
 
 
 def _indicator(statement: sp.Basic) -> sp.Expr:
     """The summand of theory's ``CEILING_SUM`` with the indexed radius r[i] read as r_i."""
     summand: sp.Expr = statement.xreplace({t11.radii_indexed[t11.i]: t11.r_i})
     return summand
+
+
+def _floor() -> tuple[list[Obligation], list[Obligation]]:
+    """(vi): the floor lemma from Coq's descent lemma, and T10's per-example ceiling from it."""
+    thm = t11.THEOREM
+    dist, s, beta = var(t11.dist), var(t11.s_point), var(t11.beta_i)
+    gdot, gdot_s, gap, segment = (var(x) for x in (t11.gdot, t11.gdot_s, t11.grad_gap,
+                                                     t11.segment))
+    inner = z3.Real("inner_grad_gap_delta")  # ⟨∇CE_i(θ_0 + sΔ) − ∇CE_i(θ_0), Δ⟩
+    facts: list[Fact] = [
+        *parameter_facts(thm, only=["curvature_parameters", "R_nonnegative"]),
+        dist >= 0,
+        inner == gdot_s - gdot,  # linearity of ⟨·, Δ⟩
+        gap >= 0,
+        premise("cauchy_schwarz", CAUCHY_SCHWARZ(inner, gap, dist)),
+        assumption_fact(thm, t11.LOSS_SMOOTH.name),
+        premise("norm_homogeneous", NORM_HOMOGENEOUS(segment, s, dist)),
+        premise("cauchy_schwarz at theta_0", CAUCHY_SCHWARZ(gdot, var(t11.g_i), dist)),
+        premise(
+            "descent_sandwich",
+            DESCENT_SANDWICH(s, gdot_s, gdot, beta, dist * dist, var(t11.a_i), var(t11.ce_at)),
+        ),
+    ]
+    uses = ("descent_sandwich", "cauchy_schwarz", "norm_homogeneous", t11.LOSS_SMOOTH.name)
+    floor = z3_obligation(FLOOR, sp.sstr(t11.FLOOR_LEMMA), formula(t11.FLOOR_LEMMA), facts,
+                          uses=uses)
+    curvature = t11.beta_i * t11.R**2 / 2
+    controls = [
+        z3_obligation(
+            f"floor lemma with {label}",
+            sp.sstr(wrong),
+            formula(wrong),
+            facts,
+            kind="control",
+        )
+        for label, wrong in (
+            ("+beta R^2/2 in place of -beta R^2/2",
+             mutate(t11.FLOOR_LEMMA, {t11.LOSS_FLOOR: t11.LOSS_FLOOR + 2 * curvature})),
+            ("the gradient term dropped",
+             mutate(t11.FLOOR_LEMMA, {t11.LOSS_FLOOR: t11.LOSS_FLOOR + t11.g_i * t11.R})),
+        )
+    ]
+    # T10's per-example ceiling with l_i = LOSS_FLOOR: exp(-CE_i) <= exp(-max(l_i(R), 0))
+    substitution = {t10.ce: t11.ce_at, t10.loss_floor: t11.LOSS_FLOOR}
+    relation = t10.EXAMPLE_CEILING_RELATION.xreplace(substitution)
+    e_ce, e_ceiling = sp.Symbol("exp_minus_ce_at", real=True), sp.Symbol("exp_ceiling", real=True)
+    opaque = relation.xreplace(
+        {t10.SEQUENCE_PROBABILITY.xreplace(substitution): e_ce,
+         t10.EXAMPLE_CEILING.xreplace(substitution): e_ceiling}
+    )
+    low, high = term(-t11.ce_at), term(-sp.Max(t11.LOSS_FLOOR, 0))
+    ceiling = z3_obligation(
+        "sampled ceiling: the floor discharges T10's per-example ceiling",
+        sp.sstr(relation) + " in the ball",
+        formula(opaque),
+        [
+            dist >= 0,
+            var(t11.R) >= dist,
+            premise(FLOOR, formula(t11.FLOOR_LEMMA)),
+            premise("cross-entropy >= 0", var(t11.ce_at) >= 0),
+            premise(
+                "exp_monotone",
+                *low.definitions,
+                *high.definitions,
+                EXP_MONOTONE(low.value, high.value, var(e_ce), var(e_ceiling)),
+            ),
+        ],
+        uses=(FLOOR, "exp_monotone", "T10 harm_from_loss: losses_nonnegative"),
+    )
+    return [floor, ceiling], controls
+
+
+def _lora() -> tuple[list[Obligation], list[Obligation]]:
+    """(vii): one adapter, summed over the adapters by induction, the reach."""
+    thm = t11.THEOREM
+    scale, a0, x_all = var(t11.lora_scale), var(t11.a_0), var(t11.x_all)
+    w, b = var(t11.w_j), var(t11.b_j)
+    factor = scale * (a0 + x_all)  # s (a_0 + x): the same for every adapter
+    lora_parameters = parameter_facts(thm, only=["lora_parameters"])
+    one = z3_obligation(
+        ONE_ADAPTER,
+        "lora_factors => w_j^2 <= (s (a_0 + x))^2 b_j^2",
+        w * w <= factor * factor * b * b,
+        [*lora_parameters, w >= 0, assumption_fact(thm, t11.LORA_FACTORS.name)],
+        uses=(t11.LORA_FACTORS.name,),
+    )
+    P, P1, Q, Q1 = (z3.Real(x) for x in ("P_m", "P_m_next", "Q_m", "Q_m_next"))
+    w_next, b_next = z3.Reals("w_next b_next")
+    summed = Induction(
+        SUMMED,
+        "sum_{j<=m} ||s B_j A_j||_F^2 <= (s (a_0 + x))^2 sum_{j<=m} ||B_j||_F^2",
+        invariant=lambda state: state["P"] <= factor * factor * state["Q"],
+        initial={"P": z3.RealVal(0), "Q": z3.RealVal(0)},
+        current={"P": P, "Q": Q},
+        successor={"P": P1, "Q": Q1},
+        transition=[
+            labelled(
+                premise(ONE_ADAPTER, w_next * w_next <= factor * factor * b_next * b_next),
+                ONE_ADAPTER,
+            ),
+            P + w_next * w_next == P1,
+            Q + b_next * b_next == Q1,
+        ],
+        uses=(ONE_ADAPTER,),
+        counter="m",
+    )
+    merged, b_all = var(t11.merged), var(t11.b_all)
+    facts: list[Fact] = [
+        *lora_parameters,
+        *parameter_facts(thm, only=["R_nonnegative"]),
+        merged >= 0,
+        premise(SUMMED, merged * merged <= factor * factor * b_all * b_all),
+        assumption_fact(thm, t11.ADAPTER_RADIUS.name),
+    ]
+    reach = z3_obligation(
+        REACH, sp.sstr(t11.LORA_LEMMA), formula(t11.LORA_LEMMA), facts,
+        uses=(SUMMED, t11.ADAPTER_RADIUS.name),
+    )
+    wrong_reaches = (
+        ("without the a_0 term (s R^2/2)", mutate(t11.LORA_LEMMA, {t11.a_0: sp.Integer(0)})),
+        ("without the scaling alpha/r", mutate(t11.LORA_LEMMA, {t11.lora_scale: sp.Integer(1)})),
+        ("first order only (s a_0 R)", sp.Le(t11.merged, t11.lora_scale * t11.a_0 * t11.R)),
+    )
+    controls = [
+        z3_obligation(f"LoRA reach {label}", sp.sstr(wrong), formula(wrong), facts,
+                      kind="control")
+        for label, wrong in wrong_reaches
+    ]
+    return [one, *summed.obligations(), reach], controls
 
 
 def proof() -> Proof:
@@ -272,6 +424,8 @@ def proof() -> Proof:
         joint_facts,
         kind="control",
     )
+    floor_lemmas, floor_controls = _floor()
+    lora_lemmas, lora_controls = _lora()
     return Proof(
         thm,
         (
@@ -285,6 +439,8 @@ def proof() -> Proof:
             steps,
             curvature_lemma,
             joint_lemma,
+            *floor_lemmas,
+            *lora_lemmas,
             turned_control,
             strict_control,
             doubled_control,
@@ -293,6 +449,8 @@ def proof() -> Proof:
             first_order_control,
             no_remainder_control,
             halved_sum_control,
+            *floor_controls,
+            *lora_controls,
         ),
         summary="r_i as a lower bound per example, induction over examples, Lipschitz margins",
         defining=(
@@ -306,5 +464,8 @@ def proof() -> Proof:
                 "joint lemma: a non-positive joint slack in the ball leaves S not all harmful",
                 t11.JOINT_CURVATURE.name,
             ),
+            (FLOOR, t11.LOSS_SMOOTH.name),
+            (ONE_ADAPTER, t11.LORA_FACTORS.name),
+            (REACH, t11.ADAPTER_RADIUS.name),
         ),
     )

@@ -33,6 +33,13 @@ Taylor remainder dropped (or ×0.25) claim a radius beyond a measured break dist
 for sampled harm (T11 (vi) with T10, ``estimate_loss_curvature``): the attacks measuring
 ``sampled_harm`` break no earlier than certified and no closer than the radius; constants
 ×0.25 claim a radius beyond a measured break distance.
+
+LoRA, T11 (vii) (``lora_reach``): for hypothesis-drawn adapters (ranks 1-4, one to three
+adapted matrices, initialisations and displacements from 10⁻³ to 10), the merged displacement
+(Σ_j ‖s B_j A_j‖_F²)^{1/2} stays within s (a_0 R + R²/2) of the adapters' distance R from
+(A⁰, 0). Negative controls: the reach without the a_0 term (s R²/2) and the reach ×0.5 are
+falsified (rank 1 with A unmoved makes ‖s B A⁰‖_F = s a_0 R exactly). The same on real LoRA
+attacks of the embedded model: tests/verify/test_predict_lora.py.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
@@ -363,3 +371,70 @@ def test_sampled_harm_predictions_never_exceed_the_measured_break_of_clipped_sgd
         assert radius <= distance, f"{seen}, radius {radius:.3f}"
         distances.append(distance)
     assert estimate.scaled(0.25).flip_radius() > min(distances)
+
+
+# --------------------------------------------------------------------------- (vii) LoRA reach
+@dataclass(frozen=True)
+class Adapters:
+    """Adapters (A_j⁰, A_j − A_j⁰, B_j) with scaling s; B_j⁰ = 0."""
+
+    initial: list[np.ndarray]
+    moved: list[np.ndarray]
+    b: list[np.ndarray]
+    scale: float
+
+    def merged(self) -> float:
+        """(Σ_j ‖s B_j A_j‖_F²)^{1/2}: the merged model's distance from θ_0."""
+        return math.sqrt(sum(
+            float(np.square(self.scale * b @ (a0 + da)).sum())
+            for a0, da, b in zip(self.initial, self.moved, self.b, strict=True)
+        ))
+
+    def radius(self) -> float:
+        """‖(A − A⁰, B)‖ over every adapter: the adapters' distance from (A⁰, 0)."""
+        return math.sqrt(sum(float(np.square(x).sum()) for x in (*self.moved, *self.b)))
+
+    def largest_init(self) -> float:
+        return max(float(np.linalg.norm(a0, ord=2)) for a0 in self.initial)
+
+
+@st.composite
+def adapters(draw: st.DrawFn) -> Adapters:
+    rank = draw(st.integers(1, 4))
+    count = draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    scales = st.floats(1e-3, 10.0)
+    initial, moved, b = [], [], []
+    for _ in range(count):
+        n, m = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+        initial.append(draw(scales) * rng.standard_normal((rank, n)))
+        moved.append(draw(st.sampled_from([0.0, 1e-3, 0.1, 1.0])) * rng.standard_normal((rank, n)))
+        b.append(draw(scales) * rng.standard_normal((m, rank)))
+    return Adapters(initial, moved, b, draw(st.floats(0.1, 4.0)))
+
+
+def _reach_property(reach: Callable[[float, float, float], float]) -> Callable[[], None]:
+    @given(adapters())
+    def prop(drawn: Adapters) -> None:
+        merged, radius, a0 = drawn.merged(), drawn.radius(), drawn.largest_init()
+        bound = reach(radius, a0, drawn.scale)
+        note(f"merged {merged:.6g}, R {radius:.6g}, a_0 {a0:.6g}, s {drawn.scale:.3g}: {bound:.6g}")
+        assert merged <= bound * (1 + 1e-9) + 1e-12
+
+    return prop
+
+
+def test_lora_merged_displacement_stays_within_the_reach() -> None:
+    _reach_property(harm_radius.lora_reach)()
+
+
+def test_negative_control_lora_reach_without_a0_is_falsified(
+    expect_falsified: Callable[..., None],
+) -> None:
+    expect_falsified(_reach_property(lambda r, a0, s: harm_radius.lora_reach(r, 0.0, s)))
+
+
+def test_negative_control_lora_reach_halved_is_falsified(
+    expect_falsified: Callable[..., None],
+) -> None:
+    expect_falsified(_reach_property(lambda r, a0, s: 0.5 * harm_radius.lora_reach(r, a0, s)))

@@ -9,6 +9,11 @@ worst-case quadratics D_i(Δ) = −a_i + ⟨g_i, Δ⟩ + β_i‖Δ‖²/2 (a con
 ``steps_beyond`` with a scan of the schedule. Negative controls: the joint radius with the
 remainder dropped, or with U_k halved, overshoots the achieved distance on such instances; a
 bound without the factor √k falls below the brute-force maximum.
+
+(vii) ``lora_reach``: compared with the exact maximum of s b (a_0 + x) over b² + x² ≤ R²
+(a dense scan of the quarter circle): never below it, at most 2/√3 above it, and equal to it
+in the first-order limit; negative control: the reach without the R²/2 term falls below the
+exact maximum once R is comparable with a_0.
 """
 
 from __future__ import annotations
@@ -211,3 +216,38 @@ def test_negative_control_the_cap_without_remainder_is_below_the_worst_case() ->
     worst = float(np.mean([math.exp(-max(c - 1.0 * s - 4.0 * s**2 / 2, 0.0)) for c in losses]))
     assert t11.sampled_ceiling(losses, g, beta, s) == pytest.approx(worst)
     assert t11.sampled_ceiling(losses, g, [0.0, 0.0], s) < worst / 2
+
+
+# --------------------------------------------------------------------------- (vii) LoRA reach
+def _exact_lora_maximum(radius: float, a0: float, scale: float) -> float:
+    """max of s b (a_0 + x) over b, x ≥ 0 with b² + x² ≤ R² (on the circle: 20,001 angles)."""
+    angles = np.linspace(0.0, math.pi / 2, 20_001)
+    values = scale * radius * np.cos(angles) * (a0 + radius * np.sin(angles))
+    return float(values.max())
+
+
+@given(st.floats(1e-4, 1e3), st.floats(1e-3, 10.0), st.floats(0.1, 8.0))
+def test_lora_reach_bounds_the_exact_maximum_within_two_over_root_three(
+    radius: float, a0: float, scale: float
+) -> None:
+    reach, exact = t11.lora_reach(radius, a0, scale), _exact_lora_maximum(radius, a0, scale)
+    assert exact <= reach * (1 + 1e-12)
+    assert reach <= 2 / math.sqrt(3) * exact * (1 + 1e-6)
+
+
+def test_lora_reach_examples_and_bad_input() -> None:
+    assert t11.lora_reach(0.0, 0.8, 2.0) == 0.0
+    assert t11.lora_reach(2.0, 1.0, 2.0) == pytest.approx(2 * (2 + 2))
+    small = t11.lora_reach(1e-6, 0.8, 2.0)
+    assert small == pytest.approx(2 * 0.8 * 1e-6, rel=1e-5)  # first order: s a_0 R
+    for bad in ((-1.0, 1.0, 1.0), (1.0, -0.5, 1.0), (1.0, 1.0, -2.0), (math.nan, 1.0, 1.0)):
+        with pytest.raises(AssumptionError):
+            t11.lora_reach(*bad)
+
+
+@pytest.mark.negative_control
+def test_negative_control_lora_reach_first_order_only_is_below_the_maximum() -> None:
+    """s a_0 R (the R²/2 term dropped) is not a bound: at R = a_0 the exact maximum is larger."""
+    exact = _exact_lora_maximum(1.0, 1.0, 2.0)
+    first_order = 2.0 * 1.0 * 1.0  # s a_0 R at s = 2, a_0 = R = 1
+    assert exact > first_order
