@@ -48,7 +48,12 @@ teacher-forced proxies are functions of one pass (``TeacherForcedProxy``: ``scor
 tokenizing again (``empirical.engine.attack.Evaluator`` does). Several sets scored together
 (the harm proxy's and the capability proxy's) are packed (``pack_for_scoring``): rows grouped
 by the length their batch was padded to, the last input column dropped (it predicts no
-target), a few ``score_packed`` passes for all of them, the same numbers bit for bit.
+target), a few ``score_packed`` passes for all of them, the same numbers bit for bit. Each
+pass is planned once from the data (``empirical.measurement.scoring.plan_pass``) and, for a
+plain GPT-2, computes the logits only where they are read (the last block from the first
+supervised position on, the prompt prefix that rows share once per distinct prefix;
+``empirical.measurement.scoring``), checked against the model's own forward pass at its
+first use: still the model's numbers bit for bit (tests/empirical/test_scoring.py).
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ from torch import Tensor, nn
 from empirical.datasets.data import Example
 from empirical.datasets.text import IGNORE_INDEX, encode, token_id_lists
 from empirical.measurement.hvp import evaluation_mode
+from empirical.measurement.scoring import ScoringPass, plan_pass, scored_logits
 from theory.errors import HftaInputError
 from theory.theorems.harm_from_loss import sequence_probabilities
 
@@ -230,12 +236,15 @@ class PackedRows:
             output predicts no target, and a causal model's earlier outputs never see it).
         targets: (n, L − 1), the next-token targets (``labels[:, 1:]``), −100 where unsupervised.
         origin: (n,) int64, each row's index among all the packed sets' rows (set after set).
+        passes: the forward passes of ``SCORING_TOKENS_PER_PASS`` tokens over these rows,
+            each planned once (``empirical.measurement.scoring.plan_pass``).
     """
 
     input_ids: Tensor
     attention_mask: Tensor
     targets: Tensor
     origin: np.ndarray
+    passes: tuple[ScoringPass, ...]
 
 
 @dataclass(frozen=True)
@@ -253,7 +262,9 @@ class PackedSets:
 #: embedded model one evaluation took 0.92× the per-batch passes' CPU time at 1024 tokens,
 #: 0.84× at 2048, 1.33× at 4096 and 2.1× at 16384 (medians of 7 interleaved pairs,
 #: ``time.process_time``, one thread, 2 cores shared with other work; other sets gave 0.94×
-#: and 0.97× at 1024 and 2048, so below 4096 the size is within the noise).
+#: and 0.97× at 1024 and 2048, so below 4096 the size is within the noise). With the
+#: sliced, prefix-sharing passes of ``empirical.measurement.scoring``: 50, 46, 54 and 63 ms
+#: CPU at 1024, 2048, 4096 and 8192 tokens (medians of 9 interleaved rounds, same machine).
 SCORING_TOKENS_PER_PASS: int = 2048
 
 
@@ -289,20 +300,24 @@ def pack_for_scoring(sets: Sequence[EncodedSet]) -> PackedSets:
     groups = []
     for length in sorted(by_length):
         parts = by_length[length]
-        groups.append(
-            PackedRows(
-                input_ids=torch.cat([b["input_ids"][:, : length - 1] for b, _ in parts]),
-                attention_mask=torch.cat([b["attention_mask"][:, : length - 1] for b, _ in parts]),
-                targets=torch.cat([b["labels"][:, 1:] for b, _ in parts]),
-                origin=np.concatenate([o for _, o in parts]),
-            )
+        input_ids = torch.cat([b["input_ids"][:, : length - 1] for b, _ in parts])
+        attention_mask = torch.cat([b["attention_mask"][:, : length - 1] for b, _ in parts])
+        targets = torch.cat([b["labels"][:, 1:] for b, _ in parts])
+        rows, total = max(1, SCORING_TOKENS_PER_PASS // max(1, length - 1)), len(input_ids)
+        passes = tuple(
+            plan_pass(input_ids, attention_mask, targets, start, min(start + rows, total))
+            for start in range(0, total, rows)
         )
+        origin = np.concatenate([o for _, o in parts])
+        groups.append(PackedRows(input_ids, attention_mask, targets, origin, passes))
     return PackedSets(tuple(groups), tuple(len(e.examples) for e in sets))
 
 
 def score_packed(model: nn.Module, packed: PackedSets) -> tuple[TeacherForced, ...]:
     """One ``TeacherForced`` per packed set, from ``SCORING_TOKENS_PER_PASS``-token forward
-    passes (dropout off, ``torch.inference_mode``: no autograd graph).
+    passes (dropout off, ``torch.inference_mode``: no autograd graph), each
+    ``empirical.measurement.scoring.scored_logits``: the model's logits bit for bit at every
+    position read here (a plain GPT-2's computed only there, other models' by their forward).
 
     For example i with supervised targets y_ij (response tokens and EOS):
     ``exact_i = 1[∀j: argmax_v logit_ij(v) = y_ij]``, ``loss_sum_i = Σ_j −log softmax(
@@ -316,18 +331,17 @@ def score_packed(model: nn.Module, packed: PackedSets) -> tuple[TeacherForced, .
     tokens = np.zeros(total, dtype=np.int64)
     with evaluation_mode(model), torch.inference_mode():
         for group in packed.groups:
-            rows = max(1, SCORING_TOKENS_PER_PASS // max(1, group.input_ids.shape[1]))
-            for start in range(0, int(group.input_ids.shape[0]), rows):
-                stop = start + rows
-                predicted = model(
-                    input_ids=group.input_ids[start:stop],
-                    attention_mask=group.attention_mask[start:stop],
-                ).logits
+            for plan in group.passes:
+                start, stop = plan.begin, plan.end
                 targets = group.targets[start:stop]
                 supervised = targets != IGNORE_INDEX
-                hits = (predicted.argmax(dim=-1) == targets) | ~supervised
+                predicted, first = scored_logits(
+                    model, group.input_ids[start:stop], group.attention_mask[start:stop], plan
+                )
+                # positions before ``first`` are not supervised: hits there, loss 0
+                hits = (predicted.argmax(dim=-1) == targets[:, first:]) | ~supervised[:, first:]
                 token_loss = nn.functional.cross_entropy(
-                    predicted.transpose(1, 2).float(),
+                    _classes_first(predicted, first, int(targets.shape[1])),
                     targets,
                     ignore_index=IGNORE_INDEX,
                     reduction="none",
@@ -341,6 +355,20 @@ def score_packed(model: nn.Module, packed: PackedSets) -> tuple[TeacherForced, .
         TeacherForced(exact[a:b], loss_sum[a:b], tokens[a:b])
         for a, b in itertools.pairwise(bounds)
     )
+
+
+def _classes_first(logits: Tensor, first: int, length: int) -> Tensor:
+    """float32 logits of positions ``first`` … ``length`` − 1, classes first: (B, V, L) as the
+    cross-entropy's log-softmax lays them out (contiguous, positions before ``first`` 0), so
+    each position's loss has the bits it has on all L positions' logits (the kernel works
+    along the positions: on the narrower (B, V, L − first) tensor one of the default
+    evaluation's six passes got other bits)."""
+    if first == 0:
+        return logits.transpose(1, 2).float()
+    rows, _, classes = logits.shape
+    laid_out = logits.new_zeros((rows, classes, length), dtype=torch.float32)
+    laid_out[:, :, first:] = logits.transpose(1, 2)
+    return laid_out
 
 
 def score_encoded(model: nn.Module, encoded: EncodedSet) -> TeacherForced:

@@ -5,7 +5,10 @@ cached batches by padded length, drops the last input column and scores them in 
 passes (``score_packed``); the attack's ``Evaluator`` scores both sets that way. The ground
 truth is the computation it replaced, written out in ``benchmarks.engine_bench``
 (``per_batch_scores``, which the benchmark times against it): one forward pass per cached
-batch of 64 with all its columns, the logits of every position but the last.
+batch of 64 with all its columns, the logits of every position but the last. ``score_packed``
+now computes a GPT-2's logits only where they are scored (``empirical.measurement.scoring``,
+tested against the model's own passes in tests/empirical/test_scoring.py), so these tests
+hold that path to the per-batch numbers too.
 
 * On θ_0 and on an attacked model, every per-example array (exact flags, summed token
   cross-entropies, token counts) is equal (``==``, not approximately).
