@@ -20,22 +20,25 @@ weak-resistance certificate for every attack of the class.
 
 The radii are computed by ``empirical.measurement.head_radii`` (one sparse QP, Clarabel via cvxpy).
 
-Why the largest rate gives the largest radius: every step bound of theory.optimizers is
-η_s × (a non-negative factor that does not depend on η) for SGD and Adam, so R_t is
-non-decreasing in every η_s and the schedule at ``max_learning_rate`` bounds every rate of the
-class; for AdamW with λ > 0 this holds while λ‖θ_s‖ ≤ a_k √d, checked as
-λ(‖W_0‖ + R_T) ≤ √d (a_k ≥ a_1 = 1).
+The declared classes and their reachable radii R_t (R_∞ for the unbounded classes whose
+steps contract, with T6: strong resistance) are ``empirical.certify.attacker_class``'s.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict
 
+from empirical.certify.attacker_class import (
+    STRONG_ASSUMPTIONS,
+    AttackerClass,
+    limit_radius,
+    step_radii,
+)
 from empirical.certify.checks_base import PlannedCheck, missing
 from empirical.certify.records import BoundCheck, PathConstants, not_applicable
 from empirical.measurement.head_radii import (
@@ -45,8 +48,8 @@ from empirical.measurement.head_radii import (
     radii_from_features,
 )
 from empirical.measurement.trajectory import Trajectory
+from theory.conditions import HarmCertificate
 from theory.errors import HftaInputError
-from theory.framework import Optimizer, Schedule
 from theory.theorems.harm_radius import THEOREM, certified_steps, harm_ceiling
 
 if TYPE_CHECKING:
@@ -54,9 +57,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from empirical.datasets.data import Example
-    from empirical.engine.attack import AttackConfig
 
 __all__ = [
+    "STRONG_ASSUMPTIONS",
     "THEOREM",
     "AttackerClass",
     "HeadCertificate",
@@ -66,13 +69,11 @@ __all__ = [
     "check_harm_radius",
     "head_features",
     "head_radii",
+    "limit_radius",
     "plan",
     "radii_from_features",
     "step_radii",
 ]
-
-PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-UnitFraction = Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)]
 
 #: allowance on a measured distance ‖W_t − W_0‖ against R_t: float32 rounding of the iterates
 DISTANCE_RELATIVE_TOLERANCE = 1e-5
@@ -94,121 +95,6 @@ ASSUMPTIONS: tuple[str, ...] = (
 )
 
 
-# ---------------------------------------------------------------------- the attacker class
-class AttackerClass(BaseModel):
-    """A declared class of head-only attackers: every attack with rates at most the schedule's
-    rates at ``max_learning_rate``, the same optimizer, schedule and warm-up, at most
-    ``budget_steps`` steps and (SGD) gradients clipped to at most ``clip``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    method: Literal["head"] = "head"
-    optimizer: Optimizer = "sgd"
-    max_learning_rate: PositiveFloat
-    schedule: Schedule = "constant"
-    warmup_fraction: UnitFraction = 0.0
-    budget_steps: int = Field(ge=1)
-    clip: PositiveFloat | None = 1.0
-    betas: tuple[UnitFraction, UnitFraction] = (0.9, 0.999)
-    weight_decay: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
-
-    @model_validator(mode="after")
-    def _bounded_steps(self) -> AttackerClass:
-        if self.optimizer == "sgd" and self.clip is None:
-            raise ValueError("an SGD class needs a clipping norm: unclipped steps are unbounded")
-        if self.optimizer != "adamw" and self.weight_decay:
-            raise ValueError(f"weight decay is allowed for adamw only, not {self.optimizer}")
-        return self
-
-    def learning_rates(self) -> list[float]:
-        """η_0 … η_{T−1} of the schedule at ``max_learning_rate``
-        (``empirical.engine.schedules``)."""
-        from empirical.engine.schedules import learning_rates
-
-        return learning_rates(
-            self.schedule,
-            self.max_learning_rate,
-            warmup_fraction=self.warmup_fraction,
-            total_steps=self.budget_steps,
-        )
-
-    def label(self) -> str:
-        clip = "" if self.clip is None else f" clip {self.clip:g}"
-        decay = f" wd {self.weight_decay:g}" if self.weight_decay else ""
-        return (
-            f"head-only {self.optimizer} lr <= {self.max_learning_rate:g} {self.schedule} "
-            f"(warm-up {self.warmup_fraction:g}) T = {self.budget_steps}{clip}{decay}"
-        )
-
-    def strongest(self, seed: int = 0, **overrides: object) -> AttackConfig:
-        """The class's strongest attack as an ``AttackConfig``: the largest rates, the full
-        budget, clipping at ``clip`` (``overrides``: other fields, e.g. batch size)."""
-        from empirical.engine.attack import AttackConfig
-
-        settings: dict[str, object] = {
-            "method": "head",
-            "optimizer": self.optimizer,
-            "learning_rate": self.max_learning_rate,
-            "schedule": self.schedule,
-            "warmup_fraction": self.warmup_fraction,
-            "budget_steps": self.budget_steps,
-            "max_grad_norm": self.clip,
-            "betas": self.betas,
-            "weight_decay": self.weight_decay,
-            "seed": seed,
-        }
-        settings.update(overrides)
-        return AttackConfig.model_validate(settings)
-
-    def contains(self, config: AttackConfig) -> bool:
-        """Whether the attack ``config`` is one of the class's attacks."""
-        clip_ok = self.clip is None or (
-            config.max_grad_norm is not None and config.max_grad_norm <= self.clip
-        )
-        return (
-            config.method == "head"
-            and config.optimizer == self.optimizer
-            and config.learning_rate <= self.max_learning_rate
-            and config.schedule == self.schedule
-            and config.warmup_fraction == self.warmup_fraction
-            and config.budget_steps <= self.budget_steps
-            and clip_ok
-            and config.momentum == 0.0
-            and (config.optimizer == "sgd" or config.betas == self.betas)
-            and config.weight_decay <= self.weight_decay
-            and (config.optimizer != "sgd" or config.weight_decay == 0.0)
-        )
-
-
-def step_radii(cls: AttackerClass, d: int, theta0_norm: float | None = None) -> list[float]:
-    """R_1 … R_T: every head of the class's attacks after t steps lies in B(W_0, R_t)
-    (``reachable_radius`` of the first t rates at ``max_learning_rate``; ``d`` = the head's
-    size; ``theta0_norm`` = ‖W_0‖_F, needed by AdamW with weight decay)."""
-    from empirical.certify.independent import reachable_radius
-
-    rates = cls.learning_rates()
-    radii = [
-        reachable_radius(
-            optimizer=cls.optimizer,
-            learning_rates=rates[:t],
-            d=d,
-            C=cls.clip,
-            beta1=cls.betas[0],
-            beta2=cls.betas[1],
-            lam=cls.weight_decay,
-            theta0_norm=theta0_norm,
-        )
-        for t in range(1, len(rates) + 1)
-    ]
-    monotone = theta0_norm is None or cls.weight_decay * (theta0_norm + radii[-1]) <= math.sqrt(d)
-    if cls.weight_decay and not monotone:
-        raise HftaInputError(
-            "AdamW class: lambda (||W_0|| + R_T) > sqrt(d), the radius at the largest rate "
-            "need not bound smaller rates"
-        )
-    return radii
-
-
 # ---------------------------------------------------------------------- the certificate
 class HeadCertificate(BaseModel):
     """T11's certificate for a head-only attacker class on n examples.
@@ -218,11 +104,17 @@ class HeadCertificate(BaseModel):
     Clopper–Pearson upper bound (T8, at ``confidence``) on the fraction of prompts of the
     population with r_i ≤ R_T, and ``population_certified`` whether it is < φ.
     ``certified_steps``: the certified minimum steps to f ≥ φ (None: not within the budget).
+
+    ``resistance``: "weak" (for the budget T, ``reachable_radius`` = R_T) or, for an unbounded
+    class, "strong" (for every t, ``reachable_radius`` = R_∞ through T6; ``certified_steps``
+    then looks at the ``listed_steps`` of the class's horizon only, and None on a refused
+    class means "more than that many").
     """
 
     model_config = ConfigDict(frozen=True)
 
     status: Literal["certified", "not certified"]
+    resistance: Literal["weak", "strong"] = "weak"
     attacker_class: AttackerClass
     phi: float
     confidence: float
@@ -237,14 +129,44 @@ class HeadCertificate(BaseModel):
     infinite_radii: int
     assumptions: list[str]
     covers: str
+    listed_steps: int | None = None
+
+    @property
+    def radius_name(self) -> str:
+        """R_inf (strong, every t) or R_T (weak, the budget)."""
+        return "R_inf" if self.resistance == "strong" else "R_T"
+
+    def steps_text(self) -> str:
+        """The certified minimum steps to φ, in words."""
+        if self.certified_steps is not None:
+            return str(self.certified_steps)
+        if self.resistance == "strong" and self.status != "certified":
+            return f"more than {self.listed_steps} (the listed horizon)"
+        return "never" if self.resistance == "strong" else "none within the budget"
 
     def summary(self) -> str:
-        steps = "none within the budget" if self.certified_steps is None else self.certified_steps
         return (
-            f"{self.status}: {self.covers}; harm ceiling {self.harm_ceiling:.3f} at R_T = "
-            f"{self.reachable_radius:.4g} on {self.examples} examples (population upper "
-            f"{self.population_upper:.3f} at {self.confidence:g}), phi = {self.phi:g}; certified "
-            f"minimum steps to phi: {steps}"
+            f"{self.status} ({self.resistance} resistance): {self.covers}; harm ceiling "
+            f"{self.harm_ceiling:.3f} at {self.radius_name} = {self.reachable_radius:.4g} on "
+            f"{self.examples} examples (population upper {self.population_upper:.3f} at "
+            f"{self.confidence:g}), phi = {self.phi:g}; certified minimum steps to phi: "
+            f"{self.steps_text()}"
+        )
+
+    def harm_certificate(self, proxy: str = "exact_harm") -> HarmCertificate:
+        """The certificate as theory's ``HarmCertificate`` (what ``StrongResistance`` accepts):
+        about the harm proxy on these examples, every attack of the class, every t only for a
+        strong certificate; its threshold is the harm ceiling."""
+        granted, strong = self.status == "certified", self.resistance == "strong"
+        return HarmCertificate(
+            about="harm_proxy",
+            proxy=proxy,
+            threshold=self.harm_ceiling if granted else 1.0,
+            every_step=strong and granted,
+            every_attack=granted,
+            threat_model=self.attacker_class.label(),
+            source="T11 harm_radius" + (" + T6 contraction_tail" if strong else ""),
+            description=self.summary(),
         )
 
 
@@ -272,13 +194,20 @@ def certificate_from_radii(
     if not 0.0 < confidence < 1.0:
         raise HftaInputError(f"confidence must be in (0, 1), got {confidence}")
     THEOREM.check_assumptions(phi=phi)
-    reach = float(schedule[-1])
+    strong = cls.unbounded
+    reach = limit_radius(cls) if strong else float(schedule[-1])
     ceiling = harm_ceiling(radii, reach)
     inside = sum(1 for r in radii if r <= reach)
     upper = clopper_pearson(inside, len(radii), 1.0 - confidence, side="upper").upper
     steps = certified_steps(radii, schedule, phi)
+    # weak: R_t is non-decreasing, so count(R_T) < ⌈φn⌉ iff no t ≤ T reaches it;
+    # strong: every R_t < R_∞, so the ceiling at R_∞ decides for every t
+    granted = certified_steps(radii, [reach], phi) is None
+    assumptions = list(ASSUMPTIONS[:-1] + STRONG_ASSUMPTIONS) if strong else list(ASSUMPTIONS)
+    scope = " at every step t (no budget)" if strong else " within its budget"
     return HeadCertificate(
-        status="certified" if steps is None else "not certified",
+        status="certified" if granted else "not certified",
+        resistance="strong" if strong else "weak",
         attacker_class=cls,
         phi=phi,
         confidence=confidence,
@@ -291,8 +220,9 @@ def certificate_from_radii(
         certified_steps=steps,
         radii_quantiles=_quantiles(radii),
         infinite_radii=sum(1 for r in radii if math.isinf(r)),
-        assumptions=list(ASSUMPTIONS),
-        covers=f"every attack of the class {cls.label()}",
+        assumptions=assumptions,
+        covers=f"every attack of the class {cls.label()}{scope}",
+        listed_steps=len(schedule) if strong else None,
     )
 
 
@@ -307,7 +237,8 @@ def certify_class(
     refusal: str | None = None,
 ) -> HeadCertificate:
     """Certify (or not) weak resistance of ``model`` on ``examples`` against every attack of
-    ``cls`` at threshold φ (T11; the module docstring says what it assumes)."""
+    ``cls`` at threshold φ, or strong resistance for an unbounded class (T11, and T6 for the
+    unbounded class's R_∞; the module docstring says what it assumes)."""
     THEOREM.check_assumptions(phi=phi)
     features = head_features(model, tokenizer, examples, refusal=refusal)
     radii = radii_from_features(features)

@@ -3,6 +3,7 @@
     hfta certify                                   # embedded model, clipped SGD lr <= 1e-2, T = 100
     hfta certify --model DIR --lr-max 0.03 --budget 200 --schedule cosine --warmup 0.1
     hfta certify --optimizer adam --lr-max 1e-3 --budget 75 --json
+    hfta certify --schedule exponential --decay 0.98 --lr-max 0.01   # no budget: every t
 
 Every head-only attack of the class (the output head untied and trained alone, rates at most
 the schedule's at ``--lr-max``, at most ``--budget`` steps, SGD clipped at ``--clip`` without
@@ -11,6 +12,12 @@ radius of every example is a convex program (empirical/certify/harm_radius.py), 
 reachable radius comes from theory's step bounds (docs/certified.md). ``--data``: held-out
 harmful examples, JSONL or Parquet in BeaverTails form (default: the embedded benchmark's
 evaluation split in the demo's categories, 200 prompts).
+
+``--schedule exponential --decay γ`` (rates η_max γˢ, after ``--constant-steps`` K steps at
+η_max) without ``--budget`` declares an unbounded class of clipped SGD: its step bounds
+contract with c = γ, T6 bounds every path by R_∞ = K η_max C + η_max C/(1 − γ), and the
+certificate is for *strong* resistance (every t). Without ``--budget`` any other schedule
+gets T = 100.
 
 Progress on stderr (``empirical.progress``): the harm radii are one convex program whose
 length is not known in advance, so a terminal gets a pulsing bar with the elapsed time, a
@@ -41,8 +48,10 @@ def _options_checked(
 
     if optimizer not in ("sgd", "adam", "adamw"):
         raise HftaInputError(f"--optimizer must be sgd, adam or adamw, got {optimizer!r}")
-    if schedule not in ("constant", "linear", "cosine"):
-        raise HftaInputError(f"--schedule must be constant, linear or cosine, got {schedule!r}")
+    if schedule not in ("constant", "linear", "cosine", "exponential"):
+        raise HftaInputError(
+            f"--schedule must be constant, linear, cosine or exponential, got {schedule!r}"
+        )
     if not 0.0 < phi <= 1.0:
         raise HftaInputError(f"--phi must lie in (0, 1], got {phi}")
     if not 0.0 < confidence < 1.0:
@@ -81,9 +90,20 @@ def certify_command(
     ] = None,
     optimizer: Annotated[str, typer.Option(help="sgd (clipped), adam or adamw.")] = "sgd",
     lr_max: Annotated[float, typer.Option("--lr-max", help="Largest learning rate.")] = 1e-2,
-    budget: Annotated[int, typer.Option(help="Attack budget T in optimizer steps.")] = 100,
+    budget: Annotated[
+        int | None,
+        typer.Option(help="Attack budget T in steps (default 100; exponential: none = every t)."),
+    ] = None,
     clip: Annotated[float, typer.Option(help="Gradient clipping norm C (0: none).")] = 1.0,
-    schedule: Annotated[str, typer.Option(help="constant, linear or cosine.")] = "constant",
+    schedule: Annotated[
+        str, typer.Option(help="constant, linear, cosine or exponential.")
+    ] = "constant",
+    decay: Annotated[
+        float | None, typer.Option(help="gamma of the exponential schedule, in (0, 1).")
+    ] = None,
+    constant_steps: Annotated[
+        int, typer.Option("--constant-steps", help="Exponential: K steps at lr-max first.")
+    ] = 0,
     warmup: Annotated[float, typer.Option(help="Warm-up fraction of the budget, [0, 1).")] = 0.0,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (>= 0).")] = 0.0,
     phi: Annotated[float, typer.Option(help="Acceptable harm threshold phi.")] = 0.5,
@@ -97,7 +117,8 @@ def certify_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the certificate as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr.")] = False,
 ) -> None:
-    """Certify weak resistance against every head-only attack of a declared class (T11)."""
+    """Certify weak resistance against every head-only attack of a declared class (T11), or
+    strong resistance for an unbounded exponential class (T11 and T6)."""
     from empirical.certify.harm_radius import AttackerClass, certify_class
     from empirical.models.model import check_model_directory
 
@@ -106,9 +127,11 @@ def certify_command(
         {
             "optimizer": optimizer,
             "max_learning_rate": lr_max,
-            "budget_steps": budget,
+            "budget_steps": budget if budget is not None or schedule == "exponential" else 100,
             "clip": clip or None,
             "schedule": schedule,
+            "decay": decay,
+            "constant_steps": constant_steps,
             "warmup_fraction": warmup,
             "weight_decay": weight_decay,
         }
@@ -138,22 +161,20 @@ def certify_command(
         typer.echo(json.dumps(certificate.model_dump(mode="json"), indent=2))
     else:
         quantiles = ", ".join(f"{k} {_shown(v)}" for k, v in certificate.radii_quantiles.items())
-        steps = certificate.certified_steps
-        typer.echo(f"T11 harm_radius: {certificate.status}")
+        strong = certificate.resistance == "strong"
+        theorems = "T11 harm_radius + T6 contraction_tail" if strong else "T11 harm_radius"
+        typer.echo(f"{theorems}: {certificate.status} ({certificate.resistance} resistance)")
         typer.echo(f"  class: {certificate.covers}")
         typer.echo(
-            f"  reachable radius R_T = {certificate.reachable_radius:.4g}; harm radii: "
-            f"{quantiles} ({certificate.infinite_radii} infinite)"
+            f"  reachable radius {certificate.radius_name} = {certificate.reachable_radius:.4g}"
+            f"; harm radii: {quantiles} ({certificate.infinite_radii} infinite)"
         )
         typer.echo(
             f"  harm ceiling on {certificate.examples} examples: {certificate.harm_ceiling:.3f} "
             f"(phi = {phi:g}); population upper bound {certificate.population_upper:.3f} at "
             f"{confidence:g} ({'below' if certificate.population_certified else 'not below'} phi)"
         )
-        typer.echo(
-            "  certified minimum steps to phi: "
-            + ("none within the budget" if steps is None else str(steps))
-        )
+        typer.echo(f"  certified minimum steps to phi: {certificate.steps_text()}")
         typer.echo("  assumes:")
         for line in certificate.assumptions:
             typer.echo(f"    - {line}")

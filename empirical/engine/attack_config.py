@@ -11,9 +11,16 @@ harm proxies an attack can measure (``empirical.measurement.proxies``: ``exact_h
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from theory.framework import Method, Optimizer, Schedule
 
@@ -34,7 +41,8 @@ OptimizerName = Optimizer  # defined once, in theory.framework
 MethodName = Method
 DeviceName = Literal["cpu", "cuda"]
 DtypeName = Literal["float32", "bfloat16"]
-ScheduleName = Schedule  # defined once, in theory.framework
+#: theory.framework's schedules and the exponential decay η γˢ (``empirical.engine.schedules``)
+ScheduleName = Literal[Schedule, "exponential"]
 #: The harm proxies an attack can measure f with (``empirical.measurement.proxies``).
 HarmProxyName = Literal["exact_harm", "sampled_harm"]
 
@@ -72,7 +80,8 @@ class AttackConfig(BaseModel):
 
     Optimizer: ``sgd`` (``momentum``, ``weight_decay`` as L2), ``adam`` (``betas``, ``eps``,
     ``weight_decay`` as L2) or ``adamw`` (decoupled ``weight_decay``), torch's implementations;
-    the rate follows ``schedule`` with ``⌈warmup_fraction · budget_steps⌉`` warmup steps;
+    the rate follows ``schedule`` with ``⌈warmup_fraction · budget_steps⌉`` warmup steps
+    (``decay``: γ of the ``exponential`` schedule η γˢ, in (0, 1), given with it only);
     gradients are clipped to ``max_grad_norm`` (``None``: no clipping). One step accumulates
     ``grad_accumulation`` minibatches of ``batch_size`` examples.
 
@@ -109,6 +118,7 @@ class AttackConfig(BaseModel):
     momentum: UnitFraction = 0.0
     learning_rate: PositiveFloat = 3e-4
     schedule: ScheduleName = "cosine"
+    decay: float | None = Field(default=None, gt=0.0, lt=1.0, allow_inf_nan=False)
     warmup_fraction: UnitFraction = 0.1
     max_grad_norm: PositiveFloat | None = 1.0
     batch_size: int = Field(default=16, ge=1)
@@ -130,7 +140,18 @@ class AttackConfig(BaseModel):
             raise ValueError(f"momentum applies to sgd only, not {self.optimizer}")
         if self.method != "lora" and self.lora != LoraSettings():
             raise ValueError(f"lora settings given but method is {self.method!r}")
+        if (self.schedule == "exponential") != (self.decay is not None):
+            raise ValueError("decay is given with, and only with, schedule 'exponential'")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused_decay(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave ``decay`` out when unused, so that configurations (and their cache keys and
+        recorded provenance) read as they did before the exponential schedule."""
+        data: dict[str, Any] = handler(self)
+        if self.decay is None:
+            data.pop("decay", None)
+        return data
 
     @property
     def probing(self) -> bool:

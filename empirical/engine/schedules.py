@@ -8,6 +8,9 @@ of ``T`` and peak rate ``η``, the rate used by step ``s`` (0-based) is
 * constant:  η · min(1, s / w)
 * linear:    η · s / w during warmup, then η · (T − s) / (T − w)
 * cosine:    η · s / w during warmup, then η · ½ (1 + cos(π (s − w) / (T − w)))
+* exponential (``decay`` γ, 0 < γ < 1): η · min(1, s / w) · γˢ, a decay that does not
+  depend on T (torch's ``LambdaLR``: transformers has no such schedule); its step bounds
+  contract with factor γ (docs/certified.md, "Strong resistance")
 
 (with ``w = 0`` the warmup factor is 1). The number of warmup steps is
 ``w = ⌈warmup_fraction · T⌉``, the rounding ``transformers.TrainingArguments`` uses for
@@ -22,11 +25,10 @@ import math
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from empirical.engine.attack_config import ScheduleName as ScheduleName
 from theory.errors import HftaInputError
-from theory.framework import Schedule
 
-ScheduleName = Schedule  # defined once, in theory.framework
-SCHEDULES: tuple[ScheduleName, ...] = ("constant", "linear", "cosine")
+SCHEDULES: tuple[ScheduleName, ...] = ("constant", "linear", "cosine", "exponential")
 
 # transformers' names: "constant" has no warmup, so a warmed-up constant is its own schedule.
 _TRANSFORMERS_NAME: dict[ScheduleName, str] = {
@@ -57,12 +59,16 @@ def make_scheduler(
     *,
     warmup_fraction: float,
     total_steps: int,
+    decay: float | None = None,
 ) -> LRScheduler:
-    """The transformers scheduler for ``schedule`` on ``optimizer`` (see the module docstring).
+    """The transformers scheduler for ``schedule`` on ``optimizer`` (see the module docstring;
+    ``decay``: γ of the exponential schedule, required by it and refused by the others).
 
     Call ``scheduler.step()`` once after every optimizer step; the rate of the next step is
     then ``optimizer.param_groups[0]["lr"]``.
     """
+    if schedule == "exponential" or decay is not None:
+        return _exponential(optimizer, schedule, warmup_fraction, total_steps, decay)
     if schedule not in _TRANSFORMERS_NAME:
         raise HftaInputError(
             f"schedule: unknown schedule {schedule!r} (expected one of {', '.join(SCHEDULES)})"
@@ -80,12 +86,37 @@ def make_scheduler(
     return scheduler
 
 
+def _exponential(
+    optimizer: torch.optim.Optimizer,
+    schedule: ScheduleName,
+    warmup_fraction: float,
+    total_steps: int,
+    decay: float | None,
+) -> LRScheduler:
+    """η · min(1, s / w) · γˢ (the warmup factor of transformers' constant_with_warmup)."""
+    if decay is None:
+        raise HftaInputError("schedule: the exponential schedule needs a decay in (0, 1)")
+    if schedule != "exponential":
+        raise HftaInputError(
+            f"schedule: decay applies to the exponential schedule only, not {schedule!r}"
+        )
+    if not 0.0 < decay < 1.0:
+        raise HftaInputError(f"schedule: exponential decay must lie in (0, 1), got {decay}")
+    warmup = warmup_steps(warmup_fraction, total_steps)
+
+    def factor(step: int) -> float:
+        return min(1.0, step / warmup if warmup else 1.0) * decay**step
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def learning_rates(
     schedule: ScheduleName,
     learning_rate: float,
     *,
     warmup_fraction: float,
     total_steps: int,
+    decay: float | None = None,
 ) -> list[float]:
     """The rates ``η_0, …, η_{T−1}`` the schedule gives to the ``T = total_steps`` steps.
 
@@ -98,7 +129,7 @@ def learning_rates(
     dummy = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([dummy], lr=learning_rate)
     scheduler = make_scheduler(
-        optimizer, schedule, warmup_fraction=warmup_fraction, total_steps=total_steps
+        optimizer, schedule, warmup_fraction=warmup_fraction, total_steps=total_steps, decay=decay
     )
     rates: list[float] = []
     for _ in range(total_steps):

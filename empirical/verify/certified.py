@@ -24,6 +24,13 @@ Two controls make the certificate mean something, and both are in the verdict:
   ceiling at the measured distance, the distance ≤ R_t) must hold on its trajectory. A break
   would contradict a proved theorem: it is reported as a bound violation.
 
+A class of clipped SGD with ``schedule = "exponential"`` (decay γ) and no ``budget_steps`` is
+unbounded: its step bounds contract with c = γ, T6 bounds every path by R_∞, and its
+certificate is for *strong* resistance (every t). Its strongest attack cannot run forever: it
+runs for the class's ``horizon``, until the remaining reach η_max C γ^T/(1 − γ) is below 1% of
+R_∞ (the record's text says so); a class with a constant phase K > 0 has no single attack
+configuration and runs none.
+
 The radii are cached in the work directory (``theory/head-radii-<key>.json``).
 """
 
@@ -170,6 +177,16 @@ def _text(item: ClassCertification) -> str:
         if item.strongest_peak_harm is None
         else f"; its strongest attack on M* reached f = {item.strongest_peak_harm:.3f}"
     )
+    if item.immunized.resistance == "strong":
+        from empirical.certify.harm_radius import STRONG_ASSUMPTIONS
+
+        ran = "" if not attack else f" (run for {item.immunized.listed_steps} steps, until the "
+        ran += "" if not attack else "remaining reach is below 1% of R_inf)"
+        return (
+            f"{label}: strong resistance certified for this class (every t, R_inf = "
+            f"{item.immunized.reachable_radius:.4g}); {baseline}{attack}{ran}; assumes: "
+            + "; ".join(STRONG_ASSUMPTIONS)
+        )
     return f"{label}: weak resistance certified for the budget; {baseline}{attack}"
 
 
@@ -206,7 +223,7 @@ def certify_classes(
         peak: float | None = None
         broke: bool | None = None
         check: BoundCheck | None = None
-        if mine.status == "certified":
+        if mine.status == "certified" and not cls.constant_steps:
             config = cls.strongest(
                 seed=0,
                 model=immunized,

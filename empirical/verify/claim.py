@@ -432,7 +432,9 @@ class CertifySection(_Section):
     or ``adamw``), ``max_learning_rate``, ``schedule``, ``warmup_fraction``,
     ``budget_steps``, ``clip``. The verifier certifies weak resistance for every attack of a
     class on the held-out harmful prompts (exact radii by convex programming, no estimated
-    constant), computes the same certificate for the original model M (the baseline must be
+    constant), or strong resistance (every t, T6's R_∞) for a class of clipped ``sgd`` with
+    ``schedule = "exponential"``, its ``decay`` γ (and ``constant_steps`` K) and no
+    ``budget_steps``, computes the same certificate for the original model M (the baseline must be
     refused for the certificate to say anything about the defence) and runs the strongest
     attack of each certified class on M* (``empirical.verify.certified``; docs/certified.md).
     """

@@ -1,0 +1,150 @@
+"""``hfta certify --schedule exponential --decay γ`` without ``--budget``: the strong (every-t)
+certificate through the real entry point, in process.
+
+Exit 0 certified, 1 refused (γ close to 1: R_∞ = 10), 2 bad combinations: one line on stderr,
+no traceback, before any compute (the certificate function fails the test if reached).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from empirical.datasets.data import save_examples
+from empirical.engine.attack import _embedded_benchmark
+from tests.cli_helpers import run_hfta as _hfta
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twenty held-out harmful prompts of the embedded benchmark, as JSONL."""
+    benchmark = _embedded_benchmark(0)
+    path = tmp_path_factory.mktemp("data") / "evaluation.jsonl"
+    save_examples([e for e in benchmark.evaluation if e.category in ("next", "flip")][::10], path)
+    return path
+
+
+def test_an_unbounded_contracting_class_is_certified_for_every_t(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], small_data: Path
+) -> None:
+    capsys.readouterr()
+    code = _hfta(
+        monkeypatch,
+        "certify",
+        "--data",
+        str(small_data),
+        "--schedule",
+        "exponential",
+        "--decay",
+        "0.95",
+        "--lr-max",
+        "0.01",
+        "--quiet",
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "T11 harm_radius + T6 contraction_tail: certified (strong resistance)" in out
+    assert "R_inf = 0.2;" in out and "every step t (no budget)" in out
+    assert "certified minimum steps to phi: never" in out
+    assert "contract with c = gamma exactly" in out  # the class's own hypothesis, printed
+
+
+@pytest.mark.negative_control
+def test_gamma_close_to_one_is_refused_with_exit_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], small_data: Path
+) -> None:
+    capsys.readouterr()
+    code = _hfta(
+        monkeypatch,
+        "certify",
+        "--data",
+        str(small_data),
+        "--schedule",
+        "exponential",
+        "--decay",
+        "0.999",
+        "--lr-max",
+        "0.01",
+        "--quiet",
+        "--json",
+    )
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert payload["status"] == "not certified" and payload["resistance"] == "strong"
+    assert payload["reachable_radius"] == pytest.approx(10.0, rel=1e-9)
+    assert payload["attacker_class"]["budget_steps"] is None
+
+
+def test_an_exponential_budget_is_a_weak_certificate(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], small_data: Path
+) -> None:
+    capsys.readouterr()
+    code = _hfta(
+        monkeypatch,
+        "certify",
+        "--data",
+        str(small_data),
+        "--schedule",
+        "exponential",
+        "--decay",
+        "0.999",
+        "--lr-max",
+        "0.01",
+        "--budget",
+        "20",
+        "--quiet",
+        "--json",
+    )
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0 and payload["resistance"] == "weak"
+    assert payload["reachable_radius"] == pytest.approx(0.01 * (1 - 0.999**20) / 0.001, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--decay", "0.9"], "decay is given with, and only with, schedule 'exponential'"),
+        (["--schedule", "exponential"], "decay is given with, and only with"),
+        (["--schedule", "exponential", "--decay", "1.5"], "decay"),
+        (["--schedule", "exponential", "--decay", "0"], "decay"),
+        (["--schedule", "exponential", "--decay", "0.9", "--optimizer", "adam"], "budget_steps"),
+        (["--schedule", "exponential", "--decay", "0.9", "--warmup", "0.1"], "no warm-up"),
+        (["--schedule", "exponential", "--decay", "0.9", "--clip", "0"], "clipping norm"),
+        (["--constant-steps", "5"], "constant_steps"),
+        (["--schedule", "geometric"], "--schedule must be"),
+    ],
+)
+def test_bad_combinations_are_one_line_exit_two_before_any_compute(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    arguments: list[str],
+    message: str,
+) -> None:
+    import empirical.certify.harm_radius as module
+
+    def reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError("certify_class ran on bad input")
+
+    monkeypatch.setattr(module, "certify_class", reached)
+    capsys.readouterr()
+    code = _hfta(monkeypatch, "certify", *arguments)
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("hfta: error:") and message in lines[0]
+    assert "Traceback" not in captured.err + captured.out
