@@ -10,6 +10,7 @@ phases; the shares are a map, the benchmarks (``engine_bench``) measure without 
     .venv/bin/python -m benchmarks.profile_step evaluation # one evaluation, by operator kind
     .venv/bin/python -m benchmarks.profile_step trainer    # transformers.Trainer's steps
     .venv/bin/python -m benchmarks.profile_step compile    # torch.compile: cost and speed
+    .venv/bin/python -m benchmarks.profile_step breakdown  # ms per phase: ours, bare, Trainer
 
 Not part of ``make bench`` (a diagnosis, not a figure). What they found is written in
 ``benchmarks/engine_bench.py``'s docstring.
@@ -17,11 +18,15 @@ Not part of ``make bench`` (a diagnosis, not a figure). What they found is writt
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import pstats
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from torch import nn
 
 from empirical.engine.attack import AttackConfig, run_attack
 from empirical.models.model import load_model
@@ -232,6 +237,212 @@ def _compiled_steps(
     return losses, (marks[0][0] - cpu, marks[0][1] - wall, steady)
 
 
+class PhaseClock:
+    """Process CPU seconds per phase of a training step, from wrappers around the functions
+    that do each phase; each wrapper also opens a ``torch.profiler.record_function`` named
+    after its phase, so a torch.profiler trace carries the same phases. A phase called inside
+    another one counts in the outer one only; nothing counts while ``on`` is False. Patch
+    before the optimizer and its schedule are made: the schedule wraps the optimizer's bound
+    ``step`` at its construction, which a later patch of the class would not reach."""
+
+    def __init__(self, label: str = "") -> None:
+        self.label = label
+        self.seconds: dict[str, float] = {}
+        self.on = False
+        self._depth = 0
+
+    def wrap(self, phase: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        from torch.profiler import record_function
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if not self.on or self._depth:
+                return function(*args, **kwargs)
+            self._depth += 1
+            started = time.process_time()
+            try:
+                with record_function(self.label + phase):
+                    return function(*args, **kwargs)
+            finally:
+                self.seconds[phase] = self.seconds.get(phase, 0.0) + time.process_time() - started
+                self._depth -= 1
+
+        return timed
+
+    @contextlib.contextmanager
+    def patched(self, targets: list[tuple[Any, str, str]]) -> Iterator[None]:
+        """``(owner, attribute, phase)``: ``owner.attribute`` wrapped inside, restored after."""
+        saved = [(owner, name, vars(owner).get(name)) for owner, name, _ in targets]
+        try:
+            for owner, name, phase in targets:
+                setattr(owner, name, self.wrap(phase, getattr(owner, name)))
+            yield
+        finally:
+            for owner, name, original in reversed(saved):
+                if original is None:  # inherited: the subclass had no attribute of its own
+                    delattr(owner, name)
+                else:
+                    setattr(owner, name, original)
+
+
+#: the phases of a step, in the order printed ("rest": the step's time outside all of them)
+BREAKDOWN_PHASES: tuple[str, ...] = (
+    "forward", "backward", "optimizer", "clipping", "batch", "recording", "rest",
+)
+
+
+def _loop_targets() -> list[tuple[Any, str, str]]:
+    """What ``run_attack``'s loop and ``engine_bench.bare_loop`` call for each phase."""
+    import benchmarks.engine_bench as bench
+    import empirical.engine.attack as engine
+
+    return [
+        (engine, "causal_lm_loss", "forward"),
+        (bench, "causal_lm_loss", "forward"),
+        (torch.autograd, "backward", "backward"),
+        (torch.optim.AdamW, "step", "optimizer"),
+        (torch.optim.lr_scheduler.LRScheduler, "step", "optimizer"),
+        (torch.optim.Optimizer, "zero_grad", "optimizer"),
+        (torch.nn.utils, "get_total_norm", "clipping"),
+        (torch.nn.utils, "clip_grads_with_norm_", "clipping"),
+        (torch.nn.utils, "clip_grad_norm_", "clipping"),
+        (engine.BatchStream, "__next__", "batch"),
+        (engine._AttackLoop, "_measure_update", "recording"),
+    ]
+
+
+def _trainer_targets() -> list[tuple[Any, str, str]]:
+    """What ``transformers.Trainer``'s step calls for each phase (accelerate's wrappers
+    included in the phase they wrap)."""
+    from accelerate.optimizer import AcceleratedOptimizer  # type: ignore[import-untyped]
+    from accelerate.scheduler import AcceleratedScheduler  # type: ignore[import-untyped]
+    from transformers import Trainer
+
+    return [
+        (Trainer, "compute_loss", "forward"),
+        (torch.autograd, "backward", "backward"),
+        (AcceleratedOptimizer, "step", "optimizer"),
+        (AcceleratedScheduler, "step", "optimizer"),
+        (torch.nn.Module, "zero_grad", "optimizer"),
+        (Trainer, "_clip_grad_norm", "clipping"),
+        (Trainer, "get_batch_samples", "batch"),
+    ]
+
+
+def _lockstep_breakdown(
+    config: AttackConfig, warmup: int, profiler: Any | None
+) -> dict[str, tuple[dict[str, float], float]]:
+    """``transformers.Trainer``'s steps with one recorded step of ``run_attack``'s loop and
+    one bare step inside each (from a ``TrainerCallback``, the three in an order that
+    alternates), so that the three see the same machine: CPU seconds per phase and per
+    loop over the steps after ``warmup``; the Trainer's total is the CPU time from the end
+    of step ``warmup`` to the end of the last minus the two loops' steps in between."""
+    from transformers import TrainerCallback
+
+    from benchmarks.engine_bench import (
+        _prepared,
+        bare_loop,
+        our_loop,
+        trainer_seconds_per_step,
+    )
+    from empirical.engine.attack import deterministic
+
+    model, tokenizer = load_model()
+    clocks = {
+        "ours": PhaseClock("ours: "), "bare": PhaseClock("bare: "),
+        "trainer": PhaseClock("trainer: "),
+    }
+    totals = {"ours": 0.0, "bare": 0.0}
+    ends: list[float] = []
+
+    def ours_and_bare(built: dict[str, tuple[nn.Module, Callable[[], None]]]) -> None:
+        counting = len(ends) >= warmup
+        clocks["trainer"].on = False
+        for name in ("ours", "bare") if len(ends) % 2 == 0 else ("bare", "ours"):
+            clocks[name].on = counting
+            started = time.process_time()
+            built[name][1]()
+            if counting:
+                totals[name] += time.process_time() - started
+            clocks[name].on = False
+        clocks["trainer"].on = counting
+
+    with contextlib.ExitStack() as stack:
+        for name in ("ours", "bare"):
+            stack.enter_context(clocks[name].patched(_loop_targets()))
+        stack.enter_context(clocks["trainer"].patched(_trainer_targets()))
+        with deterministic(config.seed, torch.device("cpu")):
+            built = {
+                "ours": our_loop(config, model, tokenizer),
+                "bare": bare_loop(config, model, tokenizer),
+            }
+        stack.enter_context(_prepared(config, *(m for m, _ in built.values())))
+        for loop_model, _ in built.values():
+            loop_model.train()
+
+        class Alternate(TrainerCallback):  # type: ignore[misc]
+            def on_step_begin(self, *args: Any, **kwargs: Any) -> None:
+                if len(ends) % 2 == 0:
+                    ours_and_bare(built)
+
+            def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+                if len(ends) % 2 == 1:
+                    ours_and_bare(built)
+                ends.append(time.process_time())
+                clocks["trainer"].on = len(ends) >= warmup
+                if profiler is not None:
+                    profiler.step()
+
+        trainer_seconds_per_step(config, model, tokenizer, callbacks=(Alternate(),))
+    clocks["trainer"].on = False
+    trainer_total = ends[-1] - ends[warmup - 1] - totals["ours"] - totals["bare"]
+    return {
+        "ours": (clocks["ours"].seconds, totals["ours"]),
+        "bare": (clocks["bare"].seconds, totals["bare"]),
+        "trainer": (clocks["trainer"].seconds, trainer_total),
+    }
+
+
+def _print_breakdown(rows: dict[str, tuple[dict[str, float], float]], steps: int) -> None:
+    print(f"  {'ms per step':12s}" + "".join(f"{name:>10s}" for name in rows))
+    for phase in BREAKDOWN_PHASES:
+        cells = []
+        for seconds, total in rows.values():
+            value = total - sum(seconds.values()) if phase == "rest" else seconds.get(phase, 0.0)
+            cells.append(f"{1e3 * value / steps:10.3f}")
+        print(f"  {phase:12s}" + "".join(cells))
+    print(f"  {'step':12s}" + "".join(f"{1e3 * t / steps:10.3f}" for _, t in rows.values()))
+
+
+def profile_breakdown(steps: int = 100, warmup: int = 20) -> None:
+    """One recorded step of ``run_attack``'s loop, one bare step and one
+    ``transformers.Trainer`` step on the embedded model (batch 16, the default attack's
+    optimizer, schedule and clipping), in lockstep (``_lockstep_breakdown``), phase by
+    phase: forward (model and loss), backward, optimizer (step, schedule, zero_grad),
+    clipping (the gradient's norm and the clip), the next batch, the recording (the two
+    differences and norms, read back) and the rest (the loop's own Python, the host reads,
+    the Trainer's bookkeeping). First CPU milliseconds per step (``PhaseClock``), then the
+    same phases under torch.profiler (wall milliseconds, the profiler's own cost and the
+    machine's other jobs included) and its top operators by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    config = AttackConfig(budget_steps=warmup + steps, eval_every=10 * (warmup + steps))
+    rows = _lockstep_breakdown(config, warmup, None)
+    print(f"CPU ms per step, mean of {steps} steps after {warmup}, the three in lockstep, "
+          "one thread:")
+    _print_breakdown(rows, steps)
+    active = 20
+    plan = schedule(wait=warmup, warmup=2, active=active, repeat=1)
+    with profile(activities=[ProfilerActivity.CPU], schedule=plan) as traced:
+        _lockstep_breakdown(AttackConfig(budget_steps=warmup + 3 + active), warmup, traced)
+    averages = traced.key_averages()
+    print(f"torch.profiler: wall ms per step of each phase ({active} steps)")
+    for event in sorted(averages, key=lambda e: e.key):
+        if event.key.split(": ")[-1] in BREAKDOWN_PHASES:
+            print(f"  {event.key:20s} {1e-3 * event.cpu_time_total / active:8.3f} "
+                  f"({event.count} calls)")
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=12))
+
+
 def main(argv: list[str]) -> None:
     torch.set_num_threads(1)
     what = argv[0] if argv else "steps"
@@ -240,6 +451,7 @@ def main(argv: list[str]) -> None:
         "evaluation": profile_evaluation,
         "trainer": profile_trainer,
         "compile": measure_compile,
+        "breakdown": profile_breakdown,
     }
     if what not in actions:
         raise SystemExit(f"usage: python -m benchmarks.profile_step [{'|'.join(actions)}]")

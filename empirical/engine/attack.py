@@ -263,6 +263,62 @@ class ParameterFlattener:
     __call__ = flat
 
 
+#: a parameter moved into a shared flat buffer must start on a 64-byte boundary there, as
+#: torch's CPU allocator aligns every tensor: 16 float32 elements
+_FLAT_ALIGNMENT = 16
+
+
+def share_storage(parameters: Sequence[nn.Parameter]) -> Tensor | None:
+    """Move ``parameters`` into one flat float32 buffer, each a view of its slice in order,
+    and return the buffer: θ as one vector that in-place optimizer updates keep current,
+    equal to ``flat_parameters`` element for element without a copy (``separate_storage``
+    undoes it).
+
+    Only where every parameter is a contiguous float32 tensor on one device with a size
+    that is a multiple of 16 elements: every view then starts on a 64-byte boundary, where
+    torch's allocator put the tensor, so the kernels see the same memory layout and compute
+    the same bits. Otherwise the parameters are left alone and ``None`` is returned.
+    """
+    device = parameters[0].device if parameters else None
+    if not parameters or any(
+        p.dtype != torch.float32
+        or not p.is_contiguous()
+        or p.numel() % _FLAT_ALIGNMENT
+        or p.device != device
+        for p in parameters
+    ):
+        return None
+    flat = torch.empty(sum(p.numel() for p in parameters), device=device)
+    offset = 0
+    with torch.no_grad():
+        for parameter in parameters:
+            size = parameter.numel()
+            view = flat[offset : offset + size].view_as(parameter)
+            view.copy_(parameter)
+            parameter.data = view
+            offset += size
+    return flat
+
+
+def separate_storage(parameters: Sequence[nn.Parameter]) -> None:
+    """Give each parameter storage of its own again (a copy of its values)."""
+    with torch.no_grad():
+        for parameter in parameters:
+            parameter.data = parameter.data.clone()
+
+
+@contextlib.contextmanager
+def flat_storage(parameters: Sequence[nn.Parameter]) -> Iterator[Tensor | None]:
+    """``share_storage`` inside (its buffer, or ``None``), ``separate_storage`` after: the
+    model leaves with parameters of its own."""
+    flat = share_storage(parameters)
+    try:
+        yield flat
+    finally:
+        if flat is not None:
+            separate_storage(parameters)
+
+
 def mean_token_loss(model: nn.Module, batches: Sequence[Mapping[str, Tensor]]) -> float:
     """Token-weighted mean of the model's own causal-LM loss over ``batches`` (no gradient):
     Σ_b L_b · n_b / Σ_b n_b with n_b the supervised (label ≠ −100) next-token targets."""
@@ -666,7 +722,7 @@ def attack(
         default_harm, default_capability = default_proxies(config.harm_proxy)
         harm_proxy = harm_proxy or default_harm
         capability_proxy = capability_proxy or default_capability
-    with deterministic(config.seed, device):
+    with deterministic(config.seed, device), contextlib.ExitStack() as stack:
         model, tokenizer = _model_and_tokenizer(config, model, tokenizer, device)
         if config.method == "lora":
             model = _apply_lora(model, config.lora)
@@ -695,6 +751,7 @@ def attack(
             probe=config.probing,
             curvature=config.record_curvature,
         )
+        flat = stack.enter_context(flat_storage(parameters))
         loop = _AttackLoop(
             config=config,
             model=model,
@@ -707,6 +764,7 @@ def attack(
             recorder=recorder,
             on_evaluation=on_evaluation,
             on_iterate=on_iterate,
+            flat=flat,
         )
         with without_kv_cache(model):
             loop.run()
@@ -763,10 +821,12 @@ class _AttackLoop:
         recorder: TrajectoryRecorder,
         on_evaluation: EvaluationHook | None = None,
         on_iterate: IterateHook | None = None,
+        flat: Tensor | None = None,
     ) -> None:
         self.config = config
         self.model = model
         self.parameters = parameters
+        self.flat = flat  # the parameters' shared storage (``share_storage``), if they have one
         self.stream = stream
         self.probe_batch = probe_batch
         self.evaluator = evaluator
@@ -780,14 +840,15 @@ class _AttackLoop:
             config.schedule,
             warmup_fraction=config.warmup_fraction,
             total_steps=config.budget_steps,
+            decay=config.decay,
         )
         self.flatten = ParameterFlattener(parameters)
-        self.start = self.flatten()
-        self.previous = self.start
-        # Δ_s and θ_{s+1} − θ_0 are written into a buffer made once (no allocation per step,
-        # one vector less in the cache)
-        self._difference = torch.empty_like(self.start)
-        self._spare: Tensor | None = None  # the iterate buffer free for θ_{s+1}
+        self.start = self.flatten()  # θ_0: never written to (a hook may keep it)
+        # θ_s, a spare buffer (for θ_{s+1}, or the differences), the norms (and ⟨∇L_P, Δ_s⟩)
+        # in one small vector: made once, no allocation per step (``_measure_update``)
+        self.previous = self.start.clone()
+        self._spare = torch.empty_like(self.start)
+        self._measured = torch.empty(3 if probe_batch is not None else 2)
         self.probe_gradient: Tensor | None = None
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0
@@ -877,7 +938,7 @@ class _AttackLoop:
         """Step ``step``: θ_s → θ_{s+1}, recorded; False when the attack diverged."""
         rate = float(self.optimizer.param_groups[0]["lr"])
         loss, norm = self._gradient()
-        loss_value, norm_value = torch.stack([loss.float(), norm.float()]).tolist()
+        loss_value, norm_value = loss.item(), norm.item()  # as float32 → float, no stack
         if not _finite(loss_value, norm_value):
             what = "training loss" if not math.isfinite(loss_value) else "gradient norm"
             self.recorder.diverge(step, f"{what} is not finite at step {step}")
@@ -887,22 +948,7 @@ class _AttackLoop:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.on_iterate is not None:
-            current = self.flatten()  # the hook may keep it: a fresh tensor
-            self.on_iterate(step + 1, current)
-        else:  # θ_{s+1} into the buffer θ_{s−1} was in (θ_s stays as ``previous``)
-            spare = self._spare
-            self._spare = self.previous if self.previous is not self.start else None
-            current = self.flatten(out=spare) if spare is not None else self.flatten()
-        # Δ_s, then θ_{s+1} − θ_0, in one buffer: each is reduced before the next is written
-        delta = torch.sub(current, self.previous, out=self._difference)
-        measured = [torch.linalg.vector_norm(delta)]
-        if self.probe_gradient is not None:
-            measured.append(torch.dot(self.probe_gradient, delta))
-        offset = torch.sub(current, self.start, out=self._difference)
-        measured.insert(1, torch.linalg.vector_norm(offset))
-        values = torch.stack(measured).tolist()
-        self.previous = current
+        values = self._measure_update(step)
         if not _finite(*values):
             self.recorder.step(
                 train_loss=loss_value, learning_rate=rate, grad_norm=norm_value, update_norm=None
@@ -918,6 +964,46 @@ class _AttackLoop:
             probe_directional_derivative=values[2] if len(values) > 2 else None,
         )
         return self._iterate(step + 1, values[1])
+
+    def _measure_update(self, step: int) -> list[float]:
+        """[‖Δ_s‖, ‖θ_{s+1} − θ_0‖] (+ ⟨∇L_P(θ_s), Δ_s⟩ with the probe) after step ``step``,
+        over the trainable parameters as one float32 vector, read back together (the
+        recording's whole cost per step).
+
+        The cost is cache traffic: the step's forward, backward and optimizer evict these
+        vectors of θ's size between steps. Δ_s = θ_{s+1} − θ_s is written over θ_s (not
+        needed after it) and reduced, then θ_{s+1} − θ_0 into the same buffer. Where the
+        parameters share one flat buffer (``share_storage``, what ``attack`` does where they
+        fit) θ_{s+1} is that buffer, and it is copied over θ_s at the end, while both are
+        still in the cache: two vectors come from memory (θ_s, θ_0). Otherwise θ_{s+1} is
+        flattened into the spare buffer, which takes θ_s's role at the next step. With a
+        hook, θ_{s+1} is a fresh tensor and the spare buffer takes the differences. Every
+        result is written in place by the kernel that would allocate it: the same bits
+        (what each change saved: ``benchmarks/engine_bench.py``)."""
+        measured = self._measured
+        if self.on_iterate is not None:
+            current = self.flatten()  # the hook may keep it (and θ_s): a fresh tensor
+            self.on_iterate(step + 1, current)
+            scratch = self._spare
+        elif self.flat is not None:  # θ_{s+1} is the parameters' own storage: no copy
+            current, scratch = self.flat, self.previous
+        else:
+            current = self.flatten(out=self._spare)
+            scratch = self.previous
+        delta = torch.sub(current, self.previous, out=scratch)
+        torch.linalg.vector_norm(delta, out=measured[0])
+        if self.probe_gradient is not None:
+            torch.dot(self.probe_gradient, delta, out=measured[2])
+        offset = torch.sub(current, self.start, out=scratch)
+        torch.linalg.vector_norm(offset, out=measured[1])
+        if current is self.flat:
+            self.previous.copy_(current)  # θ_{s+1} over the differences, while both are hot
+        else:
+            if scratch is self.previous:
+                self._spare = scratch
+            self.previous = current
+        values: list[float] = measured.tolist()
+        return values
 
     def _timed(self, work: Callable[[], bool]) -> bool:
         """Run ``work``, adding its wall-clock and CPU seconds to the training time."""

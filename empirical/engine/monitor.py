@@ -30,11 +30,11 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from empirical.datasets.data import Example
-from empirical.engine.attack import Evaluator, default_proxies, flat_parameters
+from empirical.engine.attack import Evaluator, ParameterFlattener, default_proxies
 from empirical.measurement.trajectory import Environment, Timing, Trajectory, TrajectoryRecorder
 from theory.errors import HftaInputError
 
@@ -106,8 +106,11 @@ class ImmunizationMonitor(TrainerCallback):  # type: ignore[misc]
         self._recorder: TrajectoryRecorder | None = None
         self._evaluator: Evaluator | None = None
         self._parameters: list[nn.Parameter] = []
+        self._flatten = ParameterFlattener([])
         self._start = torch.zeros(0)
         self._previous = torch.zeros(0)
+        self._spare = torch.zeros(0)
+        self._norms = torch.zeros(2)
         self._rate: float | None = None
         self._last_logged = 0
         self._last_evaluated = -1
@@ -146,6 +149,22 @@ class ImmunizationMonitor(TrainerCallback):  # type: ignore[misc]
             return
         recorder.evaluation(step, harmful_loss=harmful_loss, harm=harm, capability=capability)
 
+    def _measure(self) -> tuple[float, float]:
+        """(‖θ_{s+1} − θ_s‖, ‖θ_{s+1} − θ_0‖) over the trainable parameters as one float32
+        vector, as ``empirical.engine.attack``'s loop measures them: θ_{s+1} flattened into
+        the spare buffer, Δ_s written over θ_s and reduced, then θ_{s+1} − θ_0 in the same
+        buffer, which is the spare one at the next step (the same kernels as allocating
+        ``current - previous``: the same bits)."""
+        current = self._flatten(out=self._spare)
+        norms, scratch = self._norms, self._previous
+        delta = torch.sub(current, scratch, out=scratch)
+        torch.linalg.vector_norm(delta, out=norms[0])
+        offset = torch.sub(current, self._start, out=scratch)
+        torch.linalg.vector_norm(offset, out=norms[1])
+        self._spare, self._previous = scratch, current
+        update, distance = norms.tolist()
+        return update, distance
+
     # ----------------------------------------------------------------- callbacks
     def on_train_begin(
         self,
@@ -167,8 +186,12 @@ class ImmunizationMonitor(TrainerCallback):  # type: ignore[misc]
         first = self._parameters[0]
         self._device = str(first.device)
         self._dtype = str(first.dtype).removeprefix("torch.")
-        self._start = flat_parameters(self._parameters)
-        self._previous = self._start
+        # θ_0 and two buffers that take θ_s and θ_{s+1} in turn: no allocation per step
+        self._flatten = ParameterFlattener(self._parameters)
+        self._start = self._flatten()
+        self._previous = self._start.clone()
+        self._spare = torch.empty_like(self._start)
+        self._norms = torch.zeros(2, device=self._start.device)
         self._last_logged = state.global_step
         self._last_evaluated = -1
         self._trajectory = None
@@ -226,10 +249,7 @@ class ImmunizationMonitor(TrainerCallback):  # type: ignore[misc]
         if recorder.diverged_at is not None:
             control.should_training_stop = True
             return control
-        current = flat_parameters(self._parameters)
-        delta: Tensor = current - self._previous
-        update, distance = torch.stack([delta.norm(), (current - self._start).norm()]).tolist()
-        self._previous = current
+        update, distance = self._measure()
         step = recorder.n_steps + 1
         finite = math.isfinite(update) and math.isfinite(distance)
         recorder.step(
