@@ -25,7 +25,7 @@ import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 import sympy as sp
@@ -34,6 +34,46 @@ from theory.errors import AssumptionError
 
 AssumptionKind = Literal["parameter", "hypothesis"]
 StepsKind = Literal["minimum", "maximum", "exact"]
+
+_Value = TypeVar("_Value")
+
+
+class Derived(Generic[_Value]):
+    """A dataclass field of a theorem derived from the instance on first read, then kept.
+
+    Written ``bound: sp.Expr = field(default=derived(fn))``: a data descriptor as the field's
+    default (dataclasses' descriptor-typed fields). ``__init__`` passes the default, the
+    descriptor itself, to ``__set__``, which leaves the field to be derived; a value given to
+    ``__init__`` (``dataclasses.replace``, a test's mutant) is kept as given. So a
+    ``sympy.solve`` that only some callers read runs once, for them, not on import:
+    ``hfta bounds`` lists the catalogue without solving T8's Hoeffding equations. ``repr``,
+    ``==`` and ``hash`` read every field, so they derive it.
+    """
+
+    def __init__(self, derive: Callable[[Any], _Value]) -> None:
+        self._derive = derive
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name  # forwarded by ``dataclasses.Field.__set_name__``
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        cache = instance.__dict__
+        if self._name not in cache:
+            cache[self._name] = self._derive(instance)
+        return cache[self._name]
+
+    def __set__(self, instance: object, value: object) -> None:
+        if value is not self:  # the default: derive on first read
+            instance.__dict__[self._name] = value
+
+
+def derived(derive: Callable[[Any], Any]) -> Any:
+    """The default of a field computed as ``derive(self)`` on first read (``Derived``); typed
+    ``Any`` so that the field's annotation states its type."""
+    return Derived(derive)
 
 
 @dataclass(frozen=True)

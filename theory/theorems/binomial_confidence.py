@@ -18,7 +18,8 @@ Coverage is *checked* by exhaustive computation over a grid of p
 ``P(|p̂ − p| ≥ h) ≤ 2 exp(−2 m h²)`` (one-sided: ``exp(−2 m h²)``). Setting the tail equal to
 α and solving with ``sympy.solve`` gives the half-width ``h(m, α) = √(ln(2/α)/(2m))``
 (``bound``) and the number of prompts ``m(h, α) = ln(2/α)/(2h²)``, rounded up by
-``prompts_for_half_width``. Both are derived at import, not typed.
+``prompts_for_half_width``. Both are derived by ``sympy.solve``, not typed, when first read
+(``theory.theorem.derived``: listing the catalogue solves nothing).
 
 Numeric interface: ``THEOREM.evaluate(m=, alpha=)`` → two-sided half-width;
 ``THEOREM.half_width(m, alpha, sided=2)``; ``THEOREM.prompts_for_half_width(h, alpha,
@@ -36,13 +37,14 @@ Source: Clopper & Pearson, Biometrika 26 (1934); Hoeffding, JASA 58 (1963), Theo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import sympy as sp
 
 from theory.errors import AssumptionError
-from theory.theorem import Assumption, StepsKind, Theorem, _lambdified
+from theory.theorem import Assumption, StepsKind, Theorem, _lambdified, derived
 
 # --------------------------------------------------------------------------- symbols
 m = sp.Symbol("m", real=True)
@@ -90,6 +92,11 @@ def solve_positive(equation: sp.Eq, unknown: sp.Symbol) -> sp.Expr:
     return root
 
 
+def _solved(tail: sp.Expr, unknown: sp.Symbol) -> Callable[[object], sp.Expr]:
+    """The derivation of a field: ``tail = α`` solved for ``unknown`` (``solve_positive``)."""
+    return lambda _theorem: solve_positive(sp.Eq(tail, alpha), unknown)
+
+
 @dataclass(frozen=True)
 class BinomialConfidence(Theorem):
     """T8: Clopper–Pearson and Hoeffding confidence statements (see module docstring)."""
@@ -102,18 +109,22 @@ class BinomialConfidence(Theorem):
     )
     steps_kind: ClassVar[StepsKind | None] = None
 
+    #: h(m, α) = √(ln(2/α)/(2m)), solved from 2 exp(−2mh²) = α.
+    bound: sp.Expr = field(default=derived(_solved(HOEFFDING_TAIL, h)))
     #: m(h, α) = ln(2/α)/(2h²), solved from 2 exp(−2mh²) = α.
-    sample_size: sp.Expr = field(default=sp.Integer(0))
+    sample_size: sp.Expr = field(default=derived(_solved(HOEFFDING_TAIL, m)))
     #: h(m, α) and m(h, α) for the one-sided tail exp(−2mh²) = α.
-    one_sided_half_width: sp.Expr = field(default=sp.Integer(0))
-    one_sided_sample_size: sp.Expr = field(default=sp.Integer(0))
+    one_sided_half_width: sp.Expr = field(default=derived(_solved(HOEFFDING_ONE_SIDED_TAIL, h)))
+    one_sided_sample_size: sp.Expr = field(default=derived(_solved(HOEFFDING_ONE_SIDED_TAIL, m)))
     #: U(p_L) = α/2 and D(p_U) = α/2: the Clopper–Pearson bounds' defining equations.
-    clopper_pearson_lower_equation: sp.Basic = field(default=sp.true)
-    clopper_pearson_upper_equation: sp.Basic = field(default=sp.true)
+    clopper_pearson_lower_equation: sp.Basic = field(
+        default=derived(lambda _: sp.Eq(UPPER_TAIL.subs(p, p_lower), alpha / 2))
+    )
+    clopper_pearson_upper_equation: sp.Basic = field(
+        default=derived(lambda _: sp.Eq(LOWER_TAIL.subs(p, p_upper), alpha / 2))
+    )
 
     def __post_init__(self) -> None:
-        two_sided = sp.Eq(HOEFFDING_TAIL, alpha)
-        one_sided = sp.Eq(HOEFFDING_ONE_SIDED_TAIL, alpha)
         values: dict[str, Any] = {
             "assumptions": (
                 Assumption("alpha_in_unit_interval", sp.And(alpha > 0, alpha < 1), "0 < α < 1"),
@@ -131,12 +142,6 @@ class BinomialConfidence(Theorem):
                 deviation_probability <= HOEFFDING_TAIL,
                 coverage_probability >= 1 - alpha,
             ),
-            "bound": solve_positive(two_sided, h),
-            "sample_size": solve_positive(two_sided, m),
-            "one_sided_half_width": solve_positive(one_sided, h),
-            "one_sided_sample_size": solve_positive(one_sided, m),
-            "clopper_pearson_lower_equation": sp.Eq(UPPER_TAIL.subs(p, p_lower), alpha / 2),
-            "clopper_pearson_upper_equation": sp.Eq(LOWER_TAIL.subs(p, p_upper), alpha / 2),
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
