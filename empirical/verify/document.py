@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from empirical.certify import PathConstants
 from empirical.defences.record import DefenceRecord
-from empirical.engine.attack_config import AttackConfig
+from empirical.engine.attack_config import AttackConfig, ScheduleName
 from empirical.measurement.trajectory import Environment
 from empirical.verify.certified import Certification, ClassCertification
 from empirical.verify.claim import Claim, ConditionName, SearchStrategy
@@ -301,7 +301,7 @@ class SearchSetting(_Record):
 
     learning_rate: float
     optimizer: Optimizer
-    schedule: Schedule
+    schedule: ScheduleName
     method: MethodName
     batch_size: int
     seed: int

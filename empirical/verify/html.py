@@ -6,8 +6,9 @@
 attack's trajectory as an interactive chart (hover for the values at a step, drag to zoom on
 a step range, double-click to reset, click a run's name to hide it), the bound checks with
 their rounding allowances, the predictions made before the attacks against the measured
-steps and the power of each check (``templates/predictions.html.j2``, placed before the
-runs), the threat model and the environment.
+steps and the power of each check with why each weak check is weak, its independent
+counterpart and the independent constants' records (``templates/predictions.html.j2``, placed
+before the runs), the threat model and the environment.
 
 Self-contained: the figures are inlined as base64 PNG ``data:`` URIs, the trajectories as a
 JSON document inside the page, the style and the script (written here, no library) inline;
@@ -38,7 +39,12 @@ from pydantic import ValidationError
 
 from empirical.measurement.trajectory import Trajectory
 from empirical.verify.document import VERDICT_SCHEMA, Evidence, VerdictDocument
-from empirical.verify.markdown import CONSTANTS_SHOWN
+from empirical.verify.markdown import (
+    CONSTANTS_SHOWN,
+    WEAK_REASONS_LEAD,
+    estimate_confidence,
+    provenance_text,
+)
 from theory.errors import HftaInputError
 
 __all__ = [
@@ -237,6 +243,7 @@ def _jinja() -> jinja2.Environment:
     )
     environment.filters["number"] = _number
     environment.filters["plural"] = _plural
+    environment.filters["provenance"] = provenance_text
     return environment
 
 
@@ -256,7 +263,13 @@ def render_html(run_dir: Path) -> str:
     ]
     constants = record.theory.worst_constants
     checks = {} if record.predictions is None else {c.run: c for c in record.predictions.checks}
-    sections = _jinja().get_template(SECTIONS).render(record=record, checks=checks)
+    power = record.theory.power
+    sections = _jinja().get_template(SECTIONS).render(
+        record=record,
+        checks=checks,
+        weak_reasons_lead=WEAK_REASONS_LEAD,
+        confidence={} if power is None else estimate_confidence(power),
+    )
     page = template.render(
         css=Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
         js=Markup((TEMPLATES / "report.js").read_text(encoding="utf-8")),

@@ -4,21 +4,33 @@
 trajectories for the per-run table): the verdict first, bound violations and other warnings
 above the conditions table, then the threat model, the predictions made before the attacks
 (predicted against measured steps), the worst attack, the adaptive attacker, the bound
-checks and the power of each check (weak checks named), the runs, the figures and the
-provenance.
+checks and the power of each check (weak checks named, with why each is weak, its largest
+detecting factor and its independent counterpart; the independent constants with method,
+points, provenance and confidence), the runs, the figures and the provenance.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from empirical.verify.document import HarmSummary, VerdictDocument, trajectory_file
 
 if TYPE_CHECKING:
     from empirical.verify.outcome import VerifyOutcome
+    from empirical.verify.theory import PowerRecord
 
-__all__ = ["CONSTANTS_SHOWN", "STATUS_MARK", "markdown", "power_lines", "prediction_lines"]
+__all__ = [
+    "CONSTANTS_SHOWN",
+    "STATUS_MARK",
+    "WEAK_REASONS_LEAD",
+    "estimate_confidence",
+    "markdown",
+    "power_lines",
+    "prediction_lines",
+    "provenance_text",
+]
 
 STATUS_MARK: dict[str, str] = {
     "holds": "HOLDS",
@@ -239,7 +251,7 @@ def prediction_lines(record: VerdictDocument) -> list[str]:
         "",
         f"Stated before any attack ran ({predictions.seconds:.1f} s): the fewest steps each "
         f"attack needs to push f above φ = {record.claim.harm.phi:g}. "
-        + (predictions.predictions[0].basis + "." if predictions.predictions else ""),
+        + " ".join(dict.fromkeys(p.basis + "." for p in predictions.predictions)),
         "",
         "| run | attack | certified minimum steps | measured first break | measured / certified "
         "| status |",
@@ -330,7 +342,9 @@ def certification_lines(record: VerdictDocument) -> list[str]:
 
 def power_lines(record: VerdictDocument) -> list[str]:
     """"Power of the checks": per check, the runs it applied to, its detection of constants
-    x0.5 and x0.8 and of wrong statements, its false alarms; weak checks named."""
+    x0.5 and x0.8 and of wrong statements, its false alarms; weak checks named, each with why
+    it is weak and its largest detecting factor (``weak_reasons``) and its independent
+    counterpart; the independent constants with method, points, provenance and confidence."""
     power = record.theory.power
     if power is None:
         return []
@@ -366,6 +380,8 @@ def power_lines(record: VerdictDocument) -> list[str]:
         ),
         "",
     ]
+    if power.weak_reasons:
+        lines += [WEAK_REASONS_LEAD, ""]
     lines += [f"- {check}: {why}." for check, why in power.weak_reasons.items()]
     lines += [
         f"- {row.check}: independent counterpart {row.counterpart}."
@@ -379,16 +395,57 @@ def power_lines(record: VerdictDocument) -> list[str]:
             "Constants estimated on data the checked steps did not produce (a violation reads "
             '"these constants do not describe this run"):',
             "",
-            "| run | check | constant | method | violations |",
-            "|---|---|---|---|---|",
+            "| run | check | constant | method | points | provenance | violations |",
+            "|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {e.run} | {e.check} | {e.constant.name} = {_number(e.constant.value, 4)} | "
-            f"{_cell(e.constant.method)} | {e.violations}/{e.instances} |"
+            f"{_cell(e.constant.method)} | {e.constant.points or '–'} | "
+            f"{_cell(provenance_text(e.constant.provenance))} | {e.violations}/{e.instances} |"
             for e in power.estimates
         ]
+        lines += ["", "How far each check's independent constants can be trusted:", ""]
+        lines += [f"- {check}: {text}." for check, text in estimate_confidence(power).items()]
         lines.append("")
     return lines
+
+
+#: The sentence before the weak checks' reasons (``PowerRecord.weak_reasons``).
+WEAK_REASONS_LEAD = (
+    "Why each weak check cannot detect its constants x0.5, and the largest factor f at which "
+    "it still detects (measured on these runs):"
+)
+
+
+def provenance_text(provenance: Mapping[str, Any]) -> str:
+    """An estimate's provenance record in one short phrase: its scalar entries as
+    ``name value``, a list or a record by its length (``abs_curvatures (34 values)``); "–"
+    when empty. The full record is in verdict.json."""
+    parts: list[str] = []
+    for key, value in provenance.items():
+        if isinstance(value, list | tuple):
+            parts.append(f"{key} ({_plural(len(value), 'value')})")
+        elif isinstance(value, Mapping):
+            parts.append(f"{key} ({len(value)} {'entry' if len(value) == 1 else 'entries'})")
+        else:
+            parts.append(f"{key} {_number(value, 4)}")
+    return ", ".join(parts) or "–"
+
+
+def estimate_confidence(power: PowerRecord) -> dict[str, str]:
+    """What the independent constants can be trusted for (``IndependentEstimate.confidence``),
+    once per distinct statement: each keyed by the checks and constants it is said of, as
+    ``check (beta); other check (c, G)``."""
+    said_of: dict[str, dict[str, list[str]]] = {}
+    for estimate in power.estimates:
+        checks = said_of.setdefault(estimate.confidence.rstrip("."), {})
+        names = checks.setdefault(estimate.check, [])
+        if estimate.constant.name not in names:
+            names.append(estimate.constant.name)
+    return {
+        "; ".join(f"{check} ({', '.join(names)})" for check, names in checks.items()): text
+        for text, checks in said_of.items()
+    }
 
 
 def _runs_lines(outcome: VerifyOutcome) -> list[str]:
