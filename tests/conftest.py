@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -31,6 +33,19 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 try:  # one intra-op thread: tiny models run faster single-threaded on small CPUs
     import torch
 except ImportError:  # pragma: no cover - theory-only installs
-    pass
+    torch = None  # type: ignore[assignment]
 else:
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread in every test module, whatever a command run by an earlier module
+    set, and the count restored after it."""
+    if torch is None:  # pragma: no cover - theory-only installs
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -8,7 +8,7 @@ deliberately wrong formula that the same check must reject.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,15 +34,6 @@ SIZES = BenchmarkSizes(
     pretrain=30, align=1, defence=1, attack=16, evaluation=6, reference=4,
     trainability_train=1, trainability_eval=1,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, above all on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -7,25 +7,15 @@ compute (the certificate function is replaced by one that fails the test if reac
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from empirical.datasets.data import save_examples
 from empirical.engine.attack import _embedded_benchmark
 from tests.cli_helpers import run_hfta as _hfta
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

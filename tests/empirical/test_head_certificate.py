@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -38,14 +37,6 @@ from empirical.engine.attack import AttackConfig, LoraSettings, _embedded_benchm
 from empirical.measurement.proxies import exact_harm
 from empirical.models.model import load_model
 from theory.errors import HftaInputError
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -14,20 +14,10 @@ first counterexample is proof enough) and fails unless hypothesis raises the pro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-import torch
 from hypothesis import Phase, settings
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, above all on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _expect_falsified(prop: Callable[[], None], max_examples: int | None = None) -> None:

@@ -6,7 +6,6 @@ machine is shared) and on the embedded model from ``empirical.models.model.load_
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
@@ -38,14 +37,6 @@ class NoOp(Defence):
         for parameter in state.parameters:
             parameter.grad = torch.zeros_like(parameter)
         return StepOutcome(total=0.0, components={})
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
