@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -49,3 +51,31 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def embedded() -> Any:
+    """The embedded tiny GPT-2 and its tokenizer (``load_model(None)``), once per module."""
+    from empirical.models.model import load_model
+
+    return load_model(None)
+
+
+@pytest.fixture(scope="module")
+def held_out_prompts() -> Any:
+    """Twenty held-out harmful prompts of the embedded benchmark (seed 0, every tenth of the
+    categories ``next`` and ``flip``: the demo's evaluation set, thinned)."""
+    from empirical.engine.attack import _embedded_benchmark
+
+    benchmark = _embedded_benchmark(0)
+    return [e for e in benchmark.evaluation if e.category in ("next", "flip")][::10]
+
+
+@pytest.fixture(scope="module")
+def held_out_file(held_out_prompts: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``held_out_prompts`` as JSONL."""
+    from empirical.datasets.data import save_examples
+
+    path = tmp_path_factory.mktemp("data") / "evaluation.jsonl"
+    save_examples(held_out_prompts, path)
+    return path

@@ -38,7 +38,6 @@ from empirical.certify.harm_radius import (
 )
 from empirical.datasets.data import Example
 from empirical.engine.attack import AttackConfig, _embedded_benchmark, attack
-from empirical.models.model import load_model
 from theory.conditions import StrongResistance
 from theory.curve import Curve
 from theory.errors import HftaInputError
@@ -48,22 +47,11 @@ PHI = 0.5
 
 
 @pytest.fixture(scope="module")
-def embedded() -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    return load_model(None)
-
-
-@pytest.fixture(scope="module")
-def evaluation() -> list[Example]:
-    benchmark = _embedded_benchmark(0)
-    return [e for e in benchmark.evaluation if e.category in ("next", "flip")][::10]
-
-
-@pytest.fixture(scope="module")
 def radii(
-    embedded: tuple[PreTrainedModel, PreTrainedTokenizerFast], evaluation: list[Example]
+    embedded: tuple[PreTrainedModel, PreTrainedTokenizerFast], held_out_prompts: list[Example]
 ) -> list[float]:
     model, tokenizer = embedded
-    return head_radii(model, tokenizer, evaluation)
+    return head_radii(model, tokenizer, held_out_prompts)
 
 
 def _unbounded(rate: float, decay: float, constant_steps: int = 0) -> AttackerClass:
@@ -205,7 +193,7 @@ def test_a_short_budget_s_radius_would_certify_what_the_unbounded_class_refuses(
 # ---------------------------------------------------------------------- a real attack
 def test_a_real_attack_of_the_class_stays_under_the_ceiling_and_within_r_inf(
     embedded: tuple[PreTrainedModel, PreTrainedTokenizerFast],
-    evaluation: list[Example],
+    held_out_prompts: list[Example],
     radii: list[float],
 ) -> None:
     """The strongest attack of head-only clipped SGD lr <= 0.1, γ = 0.8 (R_∞ = 0.5), run to
@@ -220,7 +208,7 @@ def test_a_real_attack_of_the_class_stays_under_the_ceiling_and_within_r_inf(
         model=model,
         tokenizer=tokenizer,
         data=benchmark.attack[:32],
-        evaluation=evaluation,
+        evaluation=held_out_prompts,
         reference=benchmark.reference[:8],
     )
     trajectory = outcome.trajectory

@@ -11,28 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from empirical.datasets.data import save_examples
-from empirical.engine.attack import _embedded_benchmark
 from tests.cli_helpers import run_hfta as _hfta
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Twenty held-out harmful prompts of the embedded benchmark, as JSONL."""
-    benchmark = _embedded_benchmark(0)
-    path = tmp_path_factory.mktemp("data") / "evaluation.jsonl"
-    save_examples([e for e in benchmark.evaluation if e.category in ("next", "flip")][::10], path)
-    return path
-
-
 def test_a_wide_class_is_refused_with_exit_one(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], small_data: Path
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], held_out_file: Path
 ) -> None:
     capsys.readouterr()
     code = _hfta(
-        monkeypatch, "certify", "--data", str(small_data), "--lr-max", "0.01", "--budget", "200"
+        monkeypatch, "certify", "--data", str(held_out_file), "--lr-max", "0.01", "--budget", "200"
     )
     out = capsys.readouterr().out
     assert code == 1
@@ -41,14 +30,14 @@ def test_a_wide_class_is_refused_with_exit_one(
 
 
 def test_a_small_class_is_certified_with_exit_zero_and_json(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], small_data: Path
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], held_out_file: Path
 ) -> None:
     capsys.readouterr()
     code = _hfta(
         monkeypatch,
         "certify",
         "--data",
-        str(small_data),
+        str(held_out_file),
         "--lr-max",
         "1e-3",
         "--schedule",

@@ -12,31 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from empirical.datasets.data import save_examples
-from empirical.engine.attack import _embedded_benchmark
 from tests.cli_helpers import run_hfta as _hfta
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Twenty held-out harmful prompts of the embedded benchmark, as JSONL."""
-    benchmark = _embedded_benchmark(0)
-    path = tmp_path_factory.mktemp("data") / "evaluation.jsonl"
-    save_examples([e for e in benchmark.evaluation if e.category in ("next", "flip")][::10], path)
-    return path
-
-
 def test_an_unbounded_contracting_class_is_certified_for_every_t(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], small_data: Path
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], held_out_file: Path
 ) -> None:
     capsys.readouterr()
     code = _hfta(
         monkeypatch,
         "certify",
         "--data",
-        str(small_data),
+        str(held_out_file),
         "--schedule",
         "exponential",
         "--decay",
@@ -55,14 +44,14 @@ def test_an_unbounded_contracting_class_is_certified_for_every_t(
 
 @pytest.mark.negative_control
 def test_gamma_close_to_one_is_refused_with_exit_one(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], small_data: Path
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], held_out_file: Path
 ) -> None:
     capsys.readouterr()
     code = _hfta(
         monkeypatch,
         "certify",
         "--data",
-        str(small_data),
+        str(held_out_file),
         "--schedule",
         "exponential",
         "--decay",
@@ -80,14 +69,14 @@ def test_gamma_close_to_one_is_refused_with_exit_one(
 
 
 def test_an_exponential_budget_is_a_weak_certificate(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], small_data: Path
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], held_out_file: Path
 ) -> None:
     capsys.readouterr()
     code = _hfta(
         monkeypatch,
         "certify",
         "--data",
-        str(small_data),
+        str(held_out_file),
         "--schedule",
         "exponential",
         "--decay",

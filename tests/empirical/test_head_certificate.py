@@ -35,19 +35,7 @@ from empirical.certify.independent import radius_for_config
 from empirical.datasets.data import Example
 from empirical.engine.attack import AttackConfig, LoraSettings, _embedded_benchmark, attack
 from empirical.measurement.proxies import exact_harm
-from empirical.models.model import load_model
 from theory.errors import HftaInputError
-
-
-@pytest.fixture(scope="module")
-def embedded() -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    return load_model(None)
-
-
-@pytest.fixture(scope="module")
-def evaluation() -> list[Example]:
-    benchmark = _embedded_benchmark(0)
-    return [e for e in benchmark.evaluation if e.category in ("next", "flip")][::10]
 
 
 def _head_size(model: PreTrainedModel) -> int:
@@ -58,7 +46,7 @@ def _head_size(model: PreTrainedModel) -> int:
 
 # ---------------------------------------------------------------------- the head-only attack
 def test_head_attack_trains_only_an_untied_head(
-    embedded: tuple[PreTrainedModel, PreTrainedTokenizerFast], evaluation: list[Example]
+    embedded: tuple[PreTrainedModel, PreTrainedTokenizerFast], held_out_prompts: list[Example]
 ) -> None:
     model, tokenizer = embedded
     benchmark = _embedded_benchmark(0)
@@ -78,7 +66,7 @@ def test_head_attack_trains_only_an_untied_head(
         model=model,
         tokenizer=tokenizer,
         data=benchmark.attack[:32],
-        evaluation=evaluation,
+        evaluation=held_out_prompts,
         reference=benchmark.reference[:8],
     )
     trained: Any = outcome.model  # a GPT-2 (transformers' accessors are untyped)
@@ -173,25 +161,25 @@ def test_unreachable_and_already_harmful_examples() -> None:
 
 # ---------------------------------------------------------------------- the embedded model
 def test_features_reproduce_the_logits_and_radii_are_positive_without_harm(
-    embedded: tuple[PreTrainedModel, PreTrainedTokenizerFast], evaluation: list[Example]
+    embedded: tuple[PreTrainedModel, PreTrainedTokenizerFast], held_out_prompts: list[Example]
 ) -> None:
     model, tokenizer = embedded
-    features = head_features(model, tokenizer, evaluation)
-    assert len(features.features) == len(evaluation) and features.bias is None
+    features = head_features(model, tokenizer, held_out_prompts)
+    assert len(features.features) == len(held_out_prompts) and features.bias is None
     assert all(
         f.shape[0] == len(e.response) + 1
-        for f, e in zip(features.features, evaluation, strict=True)
+        for f, e in zip(features.features, held_out_prompts, strict=True)
     )
-    radii = head_radii(model, tokenizer, evaluation)
-    assert exact_harm()(model, tokenizer, evaluation) == 0.0
+    radii = head_radii(model, tokenizer, held_out_prompts)
+    assert exact_harm()(model, tokenizer, held_out_prompts) == 0.0
     assert all(0.0 < r < math.inf for r in radii)
 
 
 def test_the_baseline_is_refused_for_a_wide_class_and_certified_for_a_small_one(
-    embedded: tuple[PreTrainedModel, PreTrainedTokenizerFast], evaluation: list[Example]
+    embedded: tuple[PreTrainedModel, PreTrainedTokenizerFast], held_out_prompts: list[Example]
 ) -> None:
     model, tokenizer = embedded
-    radii = head_radii(model, tokenizer, evaluation)
+    radii = head_radii(model, tokenizer, held_out_prompts)
     d = _head_size(model)
     median = float(np.median(radii))
     wide = AttackerClass(max_learning_rate=0.01, budget_steps=200, clip=1.0)
