@@ -8,7 +8,9 @@ r"""The constants the theorems assume, measured along one trajectory (or given).
   path visits (Ritz values lie inside the spectrum).
 * G at the iterates (T2's hypothesis is about the iterates only): the largest recorded
   probe-gradient norm; G on the segments (T3, T6): ``gradient_bound_along_path`` at points
-  sampled along every segment, a lower estimate of the supremum.
+  sampled along every segment, a lower estimate of the supremum (at the iterates themselves
+  the attack's recorded norms, when they are the landscape's bit for bit:
+  ``recorded_gradient_norms``).
 * C (T2): the clipping norm, or the largest recorded minibatch-gradient norm if smaller.
 * c and K (T6): where the update norms contract from some step K on, the largest ratio
   ‖u_{s+1}‖/‖u_s‖ after K (``empirical.measurement.estimators.contraction``).
@@ -42,6 +44,7 @@ __all__ = [
     "constants_from_trajectory",
     "descent_constants",
     "measure_constants",
+    "recorded_gradient_norms",
 ]
 
 #: Default relative tolerance of the Lanczos estimates of β.
@@ -233,7 +236,8 @@ def measure_constants(
         after = min(i for i in sampled if i >= s + 1)
         segments.append(max(estimates[before], estimates[after]))
     path = [iterates[i].to(landscape.dtype) for i in range(last + 1)]
-    gradient = gradient_bound_along_path(landscape, path, segment_samples)
+    known = recorded_gradient_norms(trajectory, landscape, path)
+    gradient = gradient_bound_along_path(landscape, path, segment_samples, known=known)
     g_path = Constant(
         name="G",
         value=gradient.value,
@@ -250,6 +254,28 @@ def measure_constants(
     return base.model_copy(
         update={"beta": beta, "beta_segments": segments, "G_path": g_path, "theta0_norm": theta0}
     )
+
+
+def recorded_gradient_norms(
+    trajectory: Trajectory, landscape: LossLandscape, path: Sequence[Tensor]
+) -> dict[int, float]:
+    """The trajectory's recorded probe-gradient norms at the iterates of ``path``, by index,
+    when they are the landscape's own: its ‖∇L_P‖ at the first and the last iterate must equal
+    the recorded ones bit for bit (the attack loop and the landscape compute the same float32
+    gradient of the same probe batch; measured equal at all 76 iterates of the demo's worst
+    attack), else none (every gradient is then computed). Saves G on the segments one gradient
+    per iterate: with 2 samples per segment, half of them."""
+    import torch
+
+    norms = trajectory.probe_grad_norm
+    if norms is None or len(norms) < len(path):
+        return {}
+    for index in sorted({0, len(path) - 1}):
+        recorded = norms[index]
+        measured = float(torch.linalg.vector_norm(landscape.gradient(path[index])[1]))
+        if recorded is None or measured != recorded:
+            return {}
+    return {s: float(g) for s, g in enumerate(norms[: len(path)]) if g is not None}
 
 
 def _check_landscape(

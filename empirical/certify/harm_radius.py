@@ -18,7 +18,8 @@ R_t (clipped SGD: Σ_{s<t} η_s C, theory.optimizers; Adam/AdamW: T3's step boun
 ``empirical.certify.independent.reachable_radius``), into certified minimum steps and a
 weak-resistance certificate for every attack of the class.
 
-The radii are computed by ``empirical.measurement.head_radii`` (one sparse QP, Clarabel via cvxpy).
+The radii are computed by ``empirical.measurement.head_radii`` (a least-distance program per
+example, solved exactly with a dual lower bound; Clarabel via cvxpy where it does not close).
 
 The declared classes and their reachable radii R_t (R_∞ for the unbounded classes whose
 steps contract, with T6: strong resistance) are ``empirical.certify.attacker_class``'s.

@@ -563,15 +563,25 @@ def gradient_bound(
     landscape: LossLandscape,
     points: Sequence[Tensor],
     advance: Callable[[int, int], None] | None = None,
+    known: Mapping[int, float] | None = None,
 ) -> Estimate:
     """G = max ‖∇L(θ)‖ over the given points (a lower estimate of any valid G there);
-    ``advance(i, n)`` after the i-th of the n gradients (progress)."""
+    ``advance(i, n)`` after the i-th of the n points (progress). ``known``: ‖∇L‖ already
+    measured at some points, by index (e.g. an attack's recorded probe-gradient norms at its
+    iterates, ``empirical.certify.constants``), used instead of a gradient there
+    (``details["known_points"]`` counts them)."""
     if not points:
         raise HftaInputError("a gradient bound needs at least one point")
+    given = dict(known or {})
+    if any(not 0 <= index < len(points) for index in given):
+        raise HftaInputError("a known gradient norm names a point that is not given")
     clock = _Clock(landscape.counter)
     norms: list[float] = []
-    for point in points:
-        norms.append(float(torch.linalg.vector_norm(landscape.gradient(point)[1])))
+    for index, point in enumerate(points):
+        norm = given.get(index)
+        if norm is None:
+            norm = float(torch.linalg.vector_norm(landscape.gradient(point)[1]))
+        norms.append(norm)
         if advance is not None:
             advance(len(norms), len(points))
     worst = int(np.argmax(norms))
@@ -580,7 +590,7 @@ def gradient_bound(
         value=norms[worst],
         method="max_gradient_norm",
         points=len(points),
-        details={"gradient_norms": norms, "argmax_point": worst},
+        details={"gradient_norms": norms, "argmax_point": worst, "known_points": len(given)},
         **clock.fields(),
     )
 
@@ -590,9 +600,14 @@ def gradient_bound_along_path(
     points: Sequence[Tensor],
     samples_per_segment: int = 4,
     advance: Callable[[int, int], None] | None = None,
+    known: Mapping[int, float] | None = None,
 ) -> Estimate:
-    """G along the segments of a path: ``gradient_bound`` on ``path_points(points, m)``."""
-    estimate = gradient_bound(landscape, path_points(points, samples_per_segment), advance)
+    """G along the segments of a path: ``gradient_bound`` on ``path_points(points, m)``;
+    ``known``: ‖∇L‖ at some of the given ``points`` (by their index in ``points``: point s is
+    ``path_points``' index s·m)."""
+    sampled = path_points(points, samples_per_segment)
+    at = {s * samples_per_segment: norm for s, norm in (known or {}).items()}
+    estimate = gradient_bound(landscape, sampled, advance, at)
     return estimate.model_copy(
         update={
             "method": f"max_gradient_norm on {samples_per_segment} samples per segment",

@@ -21,6 +21,14 @@ Executors:
   address the tasks go to that cluster (its workers need this package installed and the
   model and data paths readable at the same absolute paths; paths are made absolute first).
 
+Attacks ahead (``AttacksAhead``, the verifier's ``VerifyOptions.overlap``): attacks started
+before they are asked for, in one background worker process, while this process does other
+work; asked for, the ones the worker has not begun are run here meanwhile. The worker is a
+plain fork of this process when that is safe (``_ahead_context``: one thread, torch on one
+intra-op thread: no pool to inherit), so it pays no imports; else a forkserver worker as
+above. The verifier uses it only when a core is spare (``spare_core``: 1-minute load below
+the cores − 0.5): under load two processes lose (below).
+
 Bit-identical results: ``run_attack`` is deterministic for a configuration on a given
 machine and thread count, so both executors run every attack with torch's intra-op threads
 set to ``threads`` (1 by default; the caller's setting is restored afterwards), and the
@@ -64,6 +72,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Literal
@@ -78,10 +87,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AttackFunction",
+    "AttacksAhead",
     "ExecutorName",
     "default_attack",
     "run_attacks",
     "run_pending",
+    "spare_core",
     "torch_threads",
     "warm_up_workers",
 ]
@@ -337,6 +348,122 @@ def _run_processes(
     finally:
         for future in waiting:
             future.cancel()
+
+
+# ---------------------------------------------------------------------- attacks ahead
+#: ``spare_core``: a background worker is used while the 1-minute load average is below the
+#: usable cores minus this (the verifier's own process counts about 1)
+SPARE_CORE_MARGIN = 0.5
+
+
+def spare_core() -> bool:
+    """Whether a background worker would get a core of its own: at least two usable cores and
+    a 1-minute load average below their number minus ``SPARE_CORE_MARGIN``. Two processes on
+    cores that other jobs already use lose time (the module docstring; and the worker's
+    imports cost ≈ 3-4 CPU s), and the results are the same either way."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cores or 1) < 2:
+        return False
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - no load average on this platform
+        return True
+    return load < (cores or 1) - SPARE_CORE_MARGIN
+
+
+def _ahead_context() -> multiprocessing.context.BaseContext:
+    """How the background worker starts: a plain ``fork`` of this process when that is safe,
+    else ``_worker_context``. Safe: this is the only thread and torch (if loaded) runs on one
+    intra-op thread, so no thread pool or lock of another thread is copied half-way; the worker
+    then needs no imports and shares this process's caches (the embedded data, the loaded
+    modules), where a forkserver worker pays ≈ 4-5 CPU s of imports and set-up."""
+    import sys
+    import threading
+
+    torch = sys.modules.get("torch")
+    one_thread = torch is None or torch.get_num_threads() == 1
+    if one_thread and threading.active_count() == 1:
+        with contextlib.suppress(ValueError):
+            return multiprocessing.get_context("fork")
+    return _worker_context()
+
+
+class AttacksAhead:
+    """Attacks started before they are asked for, in one background worker process, while
+    this process does other work (the verifier: its predictions and certificates while the
+    grid trains on the other core).
+
+    ``start(configs)`` submits every configuration the store does not hold to a pool of one
+    worker (``_ahead_context``; ``threads`` torch threads per attack, so each trajectory
+    equals the one this process would compute, as for ``workers``). ``run_attacks`` has
+    ``run_attacks``'s signature: for the configurations asked for, the submitted attacks the
+    worker has not begun are taken back and run here, at the same time as the worker
+    finishes the ones it began; then every result is written to the store and the
+    trajectories are returned in order. The pool is shut down once
+    nothing submitted is left (``close`` does it at once). A worker's error is raised when
+    its attack is asked for.
+    """
+
+    def __init__(
+        self, store: ResultStore, *, threads: int = 1, attack: AttackFunction = default_attack
+    ) -> None:
+        _check_threads(threads)
+        self.store = store
+        self.threads = threads
+        self.attack = attack
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: dict[str, tuple[AttackConfig, Future[str]]] = {}
+
+    @property
+    def pending(self) -> int:
+        """Submitted attacks not collected yet (running, queued or finished)."""
+        return len(self._futures)
+
+    def start(self, configs: Sequence[AttackConfig]) -> int:
+        """Submit every configuration neither stored nor submitted already; how many were."""
+        submitted = 0
+        for config in map(canonical_config, configs):
+            key = self.store.key(config)
+            if key in self._futures or self.store.path(config).is_file():
+                continue
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=_ahead_context())
+            future = self._pool.submit(
+                _remote_attack, config.model_dump_json(), self.threads, self.attack
+            )
+            self._futures[key] = (config, future)
+            submitted += 1
+        return submitted
+
+    def run_attacks(
+        self, configs: Sequence[AttackConfig], *, store: ResultStore, **options: Any
+    ) -> list[Trajectory]:
+        """``run_attacks(configs, store=store, **options)`` with the submitted ones collected
+        (the class docstring); ``store`` must be this instance's."""
+        if store.directory != self.store.directory:
+            raise HftaInputError("attacks ahead: another result store than the one submitted to")
+        canonical = [canonical_config(c) for c in configs]
+        running: dict[str, tuple[AttackConfig, Future[str]]] = {}
+        for key in dict.fromkeys(store.key(c) for c in canonical):
+            submitted = self._futures.pop(key, None)
+            if submitted is not None and not submitted[1].cancel():
+                running[key] = submitted
+        if running:  # this process runs the rest while the worker finishes its own
+            here = [c for c in canonical if store.key(c) not in running]
+            run_attacks(here, store=store, **options)
+            for config, future in running.values():
+                store.put(config, Trajectory.model_validate_json(future.result()))
+        if not self._futures:
+            self.close()
+        return run_attacks(canonical, store=store, **options)
+
+    def close(self) -> None:
+        """Cancel what the worker has not begun and shut the pool down (waiting for the
+        attack it is running)."""
+        self._futures.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 # ---------------------------------------------------------------------- ray

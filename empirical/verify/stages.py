@@ -12,7 +12,11 @@ Each stage returns a record of ``empirical.verify.outcome``:
    ``attack_grid``, ``search_attacks`` and
    ``attack_cross_domain``: the threat model's grid, the optuna search for the attack that
    breaks M* earliest, the cross-domain grid, every attack through the ``ResultStore`` so
-   that a killed run resumes (``AttackOutcome``);
+   that a killed run resumes (``AttackOutcome``); with a spare core the harmless
+   trainability runs start in a background worker while the predictions are computed, and
+   the grid's attacks as soon as the predictions are stated, while the certificates are
+   (``Attacker.start``, ``executors.AttacksAhead``): no attack on M* starts before its
+   prediction;
 3. ``resistance`` (``empirical.verify.judge``, the one place a verdict is decided): the
    resistance-like conditions and the worst attack (``ResistanceOutcome``);
    ``attack_original``: the worst attack once more on the original M, which it must break
@@ -45,7 +49,7 @@ from empirical.progress import step_progress
 from empirical.verify.certified import Certification, certify_classes
 from empirical.verify.claim import Claim, ClaimData, resolve_data, resolve_path
 from empirical.verify.defence import ApplyDefence, defence_config, defence_data, immunize
-from empirical.verify.executors import ExecutorName
+from empirical.verify.executors import AttacksAhead, ExecutorName
 from empirical.verify.judge import (
     judge_original,
     judge_stability,
@@ -88,11 +92,13 @@ __all__ = [
     "attack_cross_domain",
     "attack_grid",
     "attack_original",
+    "attacker_for",
     "environment",
     "measure_stability",
     "measure_trainability",
     "prepare",
     "search_attacks",
+    "trainability_plan",
     "verify",
 ]
 
@@ -182,10 +188,19 @@ class Attacker:
     run_attacks: RunAttacks
     store: ResultStore
     options: VerifyOptions
+    ahead: AttacksAhead | None = None
+
+    def start(self, configs: Sequence[AttackConfig]) -> None:
+        """``configs`` started in the background worker (``ahead``; none: nothing to do):
+        they train while this process works."""
+        if self.ahead is not None:
+            self.ahead.start(configs)
 
     def __call__(self, configs: Sequence[AttackConfig]) -> list[Trajectory]:
         parallel = {"workers": self.options.workers} if self.options.workers != 1 else {}
-        return self.run_attacks(
+        ahead = self.ahead
+        run = ahead.run_attacks if ahead is not None and ahead.pending else self.run_attacks
+        return run(
             configs,
             store=self.store,
             executor=self.options.executor,
@@ -194,6 +209,19 @@ class Attacker:
             threads=self.options.threads,
             **parallel,
         )
+
+
+def attacker_for(services: Services, workspace: Workspace, options: VerifyOptions) -> Attacker:
+    """The verifier's ``Attacker``: with ``options.overlap``, the local executor, one worker,
+    the default ``run_attacks`` and a spare core (``executors.spare_core``), one that can start
+    attacks ahead in a background worker (``executors.AttacksAhead``)."""
+    from empirical.verify.executors import run_attacks, spare_core
+
+    ahead = None
+    local = options.executor == "local" and options.workers == 1
+    if options.overlap and local and services.run_attacks is run_attacks and spare_core():
+        ahead = AttacksAhead(workspace.store, threads=options.threads)
+    return Attacker(services.run_attacks, workspace.store, options, ahead)
 
 
 def attack_grid(plan: AttackPlan, attacker: Attacker, log: Log = silent) -> list[AttackRun]:
@@ -321,6 +349,22 @@ def measure_stability(
     return StabilityOutcome(verdict=verdict, values=values)
 
 
+def trainability_plan(
+    claim: Claim,
+    data: ClaimData,
+    workspace: Workspace,
+    original: Path | None,
+    immunized: Path | None,
+) -> list[AttackConfig]:
+    """The harmless fine-tuning of M and of M* (``plan.trainability_configs`` on the work
+    directory's copies of the trainability data); none when trainability is not asked for."""
+    if "trainability" not in set(claim.conditions.all):
+        return []
+    train = workspace.data_file("trainability_train", data.trainability_train)
+    evaluation = workspace.data_file("trainability_evaluation", data.trainability_evaluation)
+    return list(trainability_configs(claim, original, immunized, train, evaluation))
+
+
 def measure_trainability(
     claim: Claim,
     data: ClaimData,
@@ -331,11 +375,9 @@ def measure_trainability(
     log: Log = silent,
 ) -> TrainabilityOutcome | None:
     """The same harmless fine-tuning of M and M*, judged by theory's ``Trainability``."""
-    if "trainability" not in set(claim.conditions.all):
+    configs = trainability_plan(claim, data, workspace, original, immunized)
+    if not configs:
         return None
-    train = workspace.data_file("trainability_train", data.trainability_train)
-    evaluation = workspace.data_file("trainability_evaluation", data.trainability_evaluation)
-    configs = list(trainability_configs(claim, original, immunized, train, evaluation))
     log("harmless fine-tuning of M and M* (trainability)")
     results = attacker(configs)
     runs = [
@@ -437,12 +479,14 @@ def before_attacks(
     options: VerifyOptions,
     log: Log = silent,
 ) -> tuple[Predictions, Certification | None]:
-    """What is stated before any attack runs: the planned attacks' predictions
-    (``empirical.verify.predict``) and the declared classes' certificates
-    (``empirical.verify.certified``), each a progress stage."""
+    """What is stated before any attack on M* runs: the planned attacks' predictions
+    (``empirical.verify.predict``; the grid may start in the background worker once they are
+    stated) and the declared classes' certificates (``empirical.verify.certified``), each a
+    progress stage."""
     claim, data = prepared.claim, prepared.data
     with step_progress("predictions before the attacks", None, enabled=options.progress):
         predicted = services.predict(claim, data, plan, workspace, immunized, log)
+    attacker.start([*(plan.grid if plan.run_grid else []), *plan.cross])  # stated: may start
     with step_progress("certificates of the declared classes", None, enabled=options.progress):
         certified = certify_classes(
             claim, plan.base, workspace, immunized, prepared.original_model, attacker, log
@@ -465,12 +509,13 @@ def verify(
     """
     options, services = options or VerifyOptions(), services or Services()
     claim, data, clock = prepared.claim, prepared.data, Clock()
-    attacker = Attacker(services.run_attacks, workspace.store, options)
+    attacker = attacker_for(services, workspace, options)
     defence = immunize(prepared, workspace, apply=services.apply_defence, log=log,
                        thread_count=options.threads, progress=options.progress)
     immunized, original = defence.immunized_path, prepared.original_model
     clock.lap("defence")
     plan = plan_attacks(claim, data, workspace, immunized)
+    attacker.start(trainability_plan(claim, data, workspace, original, immunized))
     predicted, certified = before_attacks(prepared, plan, workspace, immunized, attacker,
                                           services, options, log)
     clock.lap("predict")

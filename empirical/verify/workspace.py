@@ -66,13 +66,18 @@ def silent(message: str) -> None:
 class VerifyOptions:
     """How to run (not what to verify): executor, ray address, progress bars, torch threads,
     and ``workers``: attacks (and optuna trials) run at once in local worker processes (1: one
-    after another in this process; the results are the same, ``empirical.verify.executors``)."""
+    after another in this process; the results are the same, ``empirical.verify.executors``).
+    ``overlap`` (with the local executor and one worker): the threat model's grid trains in one
+    background worker process while this one computes the predictions and certificates
+    (``executors.AttacksAhead``; the same trajectories, on two cores; False: one after another
+    in this process)."""
 
     executor: ExecutorName = "local"
     ray_address: str | None = None
     progress: bool = True
     threads: int = 1
     workers: int = 1
+    overlap: bool = True
 
 
 def work_directory(out: Path) -> Path:
