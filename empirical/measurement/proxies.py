@@ -734,7 +734,7 @@ class ClassifierHarm:
             raise HftaInputError(f"{directory}: no config.json, not a classifier directory")
         try:
             self.classifier = AutoModelForSequenceClassification.from_pretrained(
-                directory, local_files_only=True, trust_remote_code=False
+                directory, local_files_only=True, trust_remote_code=False, use_kernels=False
             )
             self.classifier_tokenizer = AutoTokenizer.from_pretrained(
                 directory, local_files_only=True, trust_remote_code=False

@@ -240,6 +240,7 @@ def load_model(
                 trust_remote_code=False,
                 attn_implementation=ATTENTION_IMPLEMENTATION,
                 dtype=torch.float32 if dtype is None else dtype,
+                use_kernels=False,  # no hub kernels: no downloaded code, and no re-kernelizing
             )
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
         raise HftaInputError(f"{directory}: model weights failed to load ({exc})") from None

@@ -93,6 +93,23 @@ def test_save_then_load_by_path_round_trips(saved_tiny: Path) -> None:
     assert not list(saved_tiny.parent.glob(".tiny.*"))  # no staging directory left
 
 
+def test_loaded_models_use_no_hub_kernels(saved_tiny: Path) -> None:
+    """``load_model`` turns transformers' hub kernels off: no kernel code is fetched or swapped
+    in, and ``train()``/``eval()`` do not re-kernelize. Control: the same directory loaded by
+    transformers' default has them on (where the kernels package is installed)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import is_kernels_available
+
+    model, _ = load_model(saved_tiny)
+    assert model.use_kernels is False
+    model.train()
+    model.eval()
+    assert model.use_kernels is False
+    if is_kernels_available():
+        default = AutoModelForCausalLM.from_pretrained(saved_tiny, local_files_only=True)
+        assert default.use_kernels is True
+
+
 def test_load_errors_are_clear(tmp_path: Path, saved_tiny: Path) -> None:
     with pytest.raises(HftaInputError, match="model directory not found"):
         load_model(tmp_path / "missing")
