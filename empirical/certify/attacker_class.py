@@ -203,8 +203,8 @@ class AttackerClass(BaseModel):
         return AttackConfig.model_validate(settings)
 
     def contains(self, config: AttackConfig) -> bool:
-        """Whether the attack ``config`` is one of the class's attacks: head-only, the same
-        optimizer (and betas), no momentum, clipping and weight decay no larger, no more steps,
+        """Whether the attack ``config`` is one of the class's attacks: head-only in float32, the
+        same optimizer (and betas), no momentum, clipping and weight decay no larger, no more steps,
         and a rate at most the class's at every step s < T' (every step bound is η_s times a
         factor that does not depend on η, so its R_t are at most the class's). The rates are
         compared step by step: the same schedule with a shorter budget has a shorter warm-up,
@@ -217,6 +217,7 @@ class AttackerClass(BaseModel):
         steps = config.budget_steps
         if not (
             config.method == "head"
+            and config.dtype == "float32"  # the distance check allows float32 rounding only
             and config.optimizer == self.optimizer
             and (self.budget_steps is None or steps <= self.budget_steps)
             and clip_ok

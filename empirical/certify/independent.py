@@ -140,6 +140,7 @@ def radius_for_config(config: AttackConfig, d: int, theta0_norm: float | None = 
         config.learning_rate,
         warmup_fraction=config.warmup_fraction,
         total_steps=config.budget_steps,
+        decay=config.decay,
     )
     return reachable_radius(
         optimizer=config.optimizer,

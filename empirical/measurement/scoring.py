@@ -17,9 +17,10 @@ change no number:
   minimising U·L + rows·(L − P) (U distinct prefixes of length P).
 
 On the embedded model (2 blocks, d = 64, 12- and 16-token rows scored from position 10, every
-prompt starting with one of a few 5-character task words) a pass computes positions 5 … 15 of
-the first block and of the last block's projections, and positions 10 … 15 of the rest of
-the last block, for 2-3 distinct prefixes per pass.
+prompt starting with one of a few 5-character task words) a pass of 16-token rows computes
+positions 5 … 15 of the first block and of the last block's projections, and positions
+10 … 15 of the rest of the last block (12-token rows: 5 … 11 and 8 … 11, ``MIN_QUERY_ROWS``),
+for 1-3 distinct prefixes per pass (the default evaluation's six passes, counted).
 
 ``gpt2_logits`` is a functional forward pass over the model's own modules' weights with
 transformers' GPT-2 operations (eager attention, ``gelu_new``, ``Conv1D``'s ``addmm``;
@@ -70,9 +71,12 @@ from empirical.datasets.text import IGNORE_INDEX
 MIN_QUERY_ROWS: int = 4
 
 #: whether the fast path gave the model's own logits bit for bit, per (length, first
-#: computed position, shared prefix, model dimensions, dtype, device, threads), checked once per
-#: process on the first ``PROBE_ROWS`` rows of the first such pass (a row's logits do not
-#: depend on the other rows of its pass: ``score_packed``'s packing rests on that too).
+#: computed position, shared prefix, rows, distinct prefixes, model dimensions, dtype, device,
+#: threads), checked once per process on the first ``PROBE_ROWS`` rows of the first such pass
+#: (a row's logits do not depend on the other rows of its pass: ``score_packed``'s packing
+#: rests on that too). The rows and the distinct prefixes set the row counts of the sliced
+#: passes' matrix products, and a kernel's bits can depend on those (``MIN_QUERY_ROWS``): a
+#: check at one pass size does not speak for another.
 _EXACT: dict[tuple[object, ...], bool] = {}
 
 #: rows of a pass the fast path's first use of a kind of pass is checked on.
@@ -260,7 +264,8 @@ def scored_logits(
     weight: Tensor = lm.lm_head.weight
     config = lm.config
     key = (
-        length, start, plan.shared, config.n_embd, config.n_head, config.n_layer,
+        length, start, plan.shared, rows, int(plan.representatives.shape[0]),
+        config.n_embd, config.n_head, config.n_layer,
         int(lm.transformer.h[0].mlp.c_fc.weight.shape[1]), int(weight.shape[0]),
         weight.dtype, weight.device.type, torch.get_num_threads(),
     )  # fmt: skip

@@ -140,9 +140,12 @@ def _schedule(radii: HeadRadii, cls: AttackerClass, workspace: Workspace) -> lis
     import hashlib
     import json
 
+    from empirical.certify.attacker_class import REMAINING_REACH_FRACTION
     from empirical.certify.harm_radius import step_radii
 
-    inputs = [cls.model_dump(mode="json"), radii.head_size, radii.head_norm]
+    # the horizon rule decides an unbounded class's radii: it is part of the key
+    inputs = [cls.model_dump(mode="json"), radii.head_size, radii.head_norm,
+              REMAINING_REACH_FRACTION]
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
     cache = workspace.theory / f"reach-{key}.json"
     if cache.is_file():

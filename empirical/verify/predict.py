@@ -207,11 +207,19 @@ def schedule_rates(config: AttackConfig, workspace: Workspace | None = None) -> 
     """η_1 … η_T of ``config``'s schedule (``empirical.engine.schedules.learning_rates``:
     transformers' schedulers, so torch and transformers are imported), read back from
     ``workspace.theory/rates-<key>.json`` when a previous run computed them (a cached rerun
-    then imports neither); the key hashes the schedule, rate, warm-up and budget."""
+    then imports neither); the key hashes the schedule, rate, warm-up and budget (and the
+    exponential schedule's decay γ)."""
     import hashlib
     import json
 
-    inputs = [config.schedule, config.learning_rate, config.warmup_fraction, config.budget_steps]
+    inputs: list[object] = [
+        config.schedule,
+        config.learning_rate,
+        config.warmup_fraction,
+        config.budget_steps,
+    ]
+    if config.decay is not None:  # appended only when given: the other keys stay as they were
+        inputs.append(config.decay)
     key = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:24]
     cache = None if workspace is None else workspace.theory / f"rates-{key}.json"
     if cache is not None and cache.is_file():
@@ -223,6 +231,7 @@ def schedule_rates(config: AttackConfig, workspace: Workspace | None = None) -> 
         config.learning_rate,
         warmup_fraction=config.warmup_fraction,
         total_steps=config.budget_steps,
+        decay=config.decay,
     )
     if cache is not None:
         write_json(cache, rates)

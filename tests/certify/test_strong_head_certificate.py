@@ -114,6 +114,7 @@ def test_class_membership_and_bad_unbounded_classes() -> None:
     assert cls.contains(strongest.model_copy(update=longer))
     assert not cls.contains(strongest.model_copy(update={"decay": 0.96}))
     assert not cls.contains(strongest.model_copy(update={"learning_rate": 0.06}))
+    assert not cls.contains(strongest.model_copy(update={"dtype": "bfloat16"}))
     assert not cls.contains(strongest.model_copy(update={"momentum": 0.9}))
     constant = AttackConfig(method="head", optimizer="sgd", learning_rate=0.01, schedule="constant")
     assert not cls.contains(constant)

@@ -211,6 +211,13 @@ def test_class_membership_and_bad_classes() -> None:
     assert not cls.contains(cls.strongest().model_copy(update={"learning_rate": 0.06}))
     assert not cls.contains(cls.strongest().model_copy(update={"method": "full"}))
     assert not cls.contains(cls.strongest().model_copy(update={"max_grad_norm": None}))
+    # a shorter budget is contained when its rates stay below the class's at every step ...
+    assert cls.contains(cls.strongest().model_copy(update={"budget_steps": 10}))
+    warm = AttackerClass(max_learning_rate=0.05, budget_steps=20, schedule="cosine",
+                         warmup_fraction=0.2)
+    assert warm.contains(warm.strongest().model_copy(update={"learning_rate": 0.04}))
+    # ... and not when its shorter warm-up gives higher early rates (4 steps of warm-up, 2 here)
+    assert not warm.contains(warm.strongest().model_copy(update={"budget_steps": 10}))
     with pytest.raises(ValidationError, match="clipping norm"):
         AttackerClass(max_learning_rate=0.05, budget_steps=20, clip=None)
     with pytest.raises(ValidationError, match="weight decay"):

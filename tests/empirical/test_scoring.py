@@ -19,8 +19,9 @@ Negative controls: a one-ulp change of one weight of the last block's MLP change
 logits (so ``==`` can fail on one bit where only the scored positions are computed); rows
 given another row's prefix (a wrong prefix map) get other logits; a last block sliced to 2
 query rows (below ``MIN_QUERY_ROWS``) gets other bits on this machine; a fast path that is
-wrong is caught by the first-use check and the model's own logits are returned; a model
-with a hook or in training mode is not given the fast path.
+wrong is caught by the first-use check and the model's own logits are returned, and one
+wrong only at another pass size is caught at that size's first use; a model with a hook or
+in training mode is not given the fast path.
 """
 
 from __future__ import annotations
@@ -272,6 +273,47 @@ def test_a_wrong_fast_path_is_caught_at_first_use(
         assert first > 0 and list(scoring._EXACT.values()) == [True]
         assert torch.equal(sliced, model(input_ids=ids, attention_mask=mask).logits[:, first:])
     scoring._EXACT.clear()
+
+
+def test_a_pass_of_another_size_is_checked_again(
+    setting: Setting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel whose bits change with the number of rows (simulated: the fast path off by one
+    bit on passes of another size than the first) is caught: the first-use check of one pass
+    size does not speak for another, so the smaller pass of the same length, first computed
+    position and shared prefix is checked and falls back to the model's own logits."""
+    model, _, _, _, evaluation, reference = setting
+    packed = pack_for_scoring([evaluation, reference])
+    by_kind: dict[tuple[int, int, int], list[tuple[Tensor, Tensor, ScoringPass]]] = {}
+    for ids, mask, plan in passes(packed):
+        length = int(ids.shape[1])
+        by_kind.setdefault((length, first_computed(plan, length), plan.shared), []).append(
+            (ids, mask, plan)
+        )
+    same_kind = next(p for p in by_kind.values() if len({int(i.shape[0]) for i, _, _ in p}) > 1)
+    big = max(same_kind, key=lambda p: int(p[0].shape[0]))
+    small = min(same_kind, key=lambda p: int(p[0].shape[0]))
+    honest = scoring.gpt2_logits
+
+    def size_dependent(model: nn.Module, ids: Tensor, bias: Tensor, plan: ScoringPass) -> Tensor:
+        logits = honest(model, ids, bias, plan)
+        if ids.shape[0] != big[0].shape[0]:
+            logits[0, 0, 0] = torch.nextafter(logits[0, 0, 0], torch.tensor(float("inf")))
+        return logits
+
+    monkeypatch.setattr(scoring, "gpt2_logits", size_dependent)
+    scoring._EXACT.clear()
+    try:
+        with torch.inference_mode():
+            _, first = scored_logits(model, *big)
+            assert first > 0  # the first size passed its check
+            got, first = scored_logits(model, *small)
+            ids, mask, _ = small
+            own = model(input_ids=ids, attention_mask=mask).logits
+            assert torch.equal(got, own[:, first:]), "an unchecked pass size gave other bits"
+            assert first == 0 and sorted(scoring._EXACT.values()) == [False, True]
+    finally:
+        scoring._EXACT.clear()
 
 
 def test_plans_share_only_equal_prefixes_and_fast_path_needs_a_plain_model(

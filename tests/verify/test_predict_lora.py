@@ -12,11 +12,16 @@ budget) is predicted before the attack, then attacked for real with every iterat
 * the merged model's distance from θ_0 (``merged_displacement``, checked against peft's own
   ``get_delta_weight``) stays within the merged reach R_t of the prediction and within
   s (a_0 D_t + D_t²/2) of the measured adapter distance D_t at every step; negative controls:
-  that reach without the a_0 term, and ×0.5, are exceeded by the measured merged distance.
+  that reach without the a_0 term, and ×0.5, are exceeded by the measured merged distance;
+* adapters with B⁰ ≠ 0 get no merged radius (the reach assumes B⁰ = 0);
+* the planned rates of an exponential schedule are η γˢ, cached per γ (control: two decays
+  in one work directory get their own rates).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +30,7 @@ import pytest
 import torch
 
 from empirical.certify.margin_curvature import CurvatureEstimate
-from empirical.engine.attack import AttackOutcome, attack
+from empirical.engine.attack import AttackConfig, AttackOutcome, attack
 from empirical.verify.claim import Claim
 from empirical.verify.outcome import AttackRun
 from empirical.verify.plan import AttackPlan, plan_attacks
@@ -36,6 +41,7 @@ from empirical.verify.predict import (
     planned_attacks,
     predict,
     predict_attacks,
+    schedule_rates,
     step_radii,
 )
 from empirical.verify.predict_lora import (
@@ -193,3 +199,43 @@ def test_a_method_t11_does_not_cover_gets_a_reason(tmp_path: Path) -> None:
     head = predict_module.Planned("grid-000", plan.grid[0].model_copy(update={"method": "head"}))
     with pytest.raises(HftaInputError, match="T11 covers full fine-tuning and LoRA, not 'head'"):
         predict_module._radii(head, 0, None, Workspace(tmp_path), {})
+
+
+def test_adapters_that_do_not_start_at_the_base_weights_are_refused() -> None:
+    """T11 (vii) assumes B⁰ = 0 (the reach has no ‖B⁰‖ term): a start with B⁰ ≠ 0 gets no
+    merged radius (``HftaInputError``, one line), while the same start with B⁰ = 0 gets
+    theory's ``lora_reach`` of every adapter radius."""
+    start = LoraStart(
+        adapters=2, parameters=2048, norm=3.0, largest_init=0.7, b_norm=0.0, scale=2.0,
+        seed=0, seconds=0.0,
+    )
+    assert merged_radii([0.1, 0.4], start) == [lora_reach(r, 0.7, 2.0) for r in (0.1, 0.4)]
+    moved = start.model_copy(update={"b_norm": 0.25})
+    with pytest.raises(HftaInputError, match="B != 0 at initialisation") as raised:
+        merged_radii([0.1, 0.4], moved)
+    assert "\n" not in str(raised.value)
+
+
+def test_planned_rates_follow_the_exponential_decay_and_are_cached_per_decay(
+    tmp_path: Path,
+) -> None:
+    """``schedule_rates`` of an exponential attack are η γˢ (the engine's own schedule), and
+    its cache key holds γ: two attacks that differ only in γ get their own rates from one
+    work directory (a key without γ would serve the first's rates to the second)."""
+    workspace = Workspace(tmp_path)
+    slow = AttackConfig(
+        schedule="exponential", decay=0.9, learning_rate=0.01, warmup_fraction=0.0,
+        budget_steps=6,
+    )
+    fast = slow.model_copy(update={"decay": 0.5})
+    for config in (slow, fast, slow, fast):  # the second round reads the cache back
+        gamma = config.decay
+        assert gamma is not None
+        want = [0.01 * gamma**s for s in range(6)]
+        assert schedule_rates(config, workspace) == pytest.approx(want, rel=1e-12)
+    assert len(list(workspace.theory.glob("rates-*.json"))) == 2
+    cosine = AttackConfig(schedule="cosine", budget_steps=6)
+    schedule_rates(cosine, workspace)  # without γ the key is the one earlier runs cached under
+    inputs = ["cosine", cosine.learning_rate, cosine.warmup_fraction, 6]
+    key = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:24]
+    assert (workspace.theory / f"rates-{key}.json").is_file()
