@@ -264,14 +264,18 @@ def prediction_lines(record: VerdictDocument) -> list[str]:
             minimum = "none within the budget" if p.minimum_steps is None else p.minimum_steps
         else:
             minimum = f"not available ({p.reason})"
-        lines.append(
-            f"| {p.run} | {p.attack} | {_cell(minimum)} | "
-            f"{_number(None if check is None else check.measured_break)} | "
-            f"{_number(None if check is None else check.ratio)} | "
-            f"{'–' if check is None else f'**{check.status}**'} |"
-        )
+        rows = [(p.run, p.attack, check)] + [  # a search class: its trials, checked against it
+            (c.run, f"trial of {p.run}", c) for c in predictions.checks if c.prediction == p.run
+        ]
+        lines += [
+            f"| {run} | {_cell(attack)} | {_cell(minimum)} | "
+            f"{_number(None if c is None else c.measured_break)} | "
+            f"{_number(None if c is None else c.ratio)} | "
+            f"{'–' if c is None else f'**{c.status}**'} |"
+            for run, attack, c in rows
+        ]
     planned = {p.run for p in predictions.predictions}
-    unplanned = [c for c in predictions.checks if c.run not in planned]
+    unplanned = [c for c in predictions.checks if c.run not in planned and c.prediction is None]
     if unplanned:
         lines += ["", f"Not predicted before they ran: {', '.join(c.run for c in unplanned)}."]
     for constants in predictions.constants:

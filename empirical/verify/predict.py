@@ -3,8 +3,8 @@ r"""Stage 2a of ``verify``: predictions before the attacks, compared with them a
 A certificate computed before the attack and compared with the measured attack afterwards is
 evidence; one fitted afterwards is a description (docs/science.md §4, "Predictions"; issue
 14, item 2). Right after ``plan_attacks`` and before any attack runs, for every planned attack
-configuration on M* (the grid and the cross-domain grid; the optuna search's trials are not
-known before it runs):
+configuration on M* (the grid and the cross-domain grid) and every class of the optuna search's
+trials, at the upper end of its learning rates (``predict_search``: R_t grows with the rate):
 
 * R_t, the radius of the ball B(θ_0, R_t) the attack's t-th iterate cannot leave: theory's
   path-length bound over the first t rates of its schedule (``reachable_radius`` on
@@ -17,7 +17,8 @@ known before it runs):
   (the joint lemma) while the second-order remainder keeps the bound honest away from θ_0;
 * the certified minimum number of steps: theory's ``steps_beyond(ρ, R)``, the first t with
   R_t > ρ (None: no break predicted within the budget). A LoRA attack's R_t is its adapters'
-  path-length radius mapped to the merged weights by T11 (vii) (``predict_lora``).
+  path-length radius mapped to the merged weights by T11 (vii) (``predict_lora``; the radii:
+  ``predict_radii``).
 
 The first version (``MarginEstimate``: per-token Lipschitz constants on the largest reachable
 ball and the union over examples, theory's ``certified_steps``) is still accepted by
@@ -40,7 +41,8 @@ After the attacks (``compare``): per attack, the measured first break step
 (``judge.harm_break_step``) against the prediction. A break measured earlier than the
 certified minimum (or at all, when none was predicted within the budget) is a *prediction
 violated* finding: "these constants do not describe this run", listed in the warnings; the
-ratio measured/predicted says how loose the certificate was.
+ratio measured/predicted says how loose the certificate was. A search trial is checked against
+its class's prediction, and its check names the class.
 
 The margins are cached in the work directory (``theory/margins-<key>.json``, the key over
 M*'s files, the evaluation data, the ball and the sampling).
@@ -64,7 +66,8 @@ from empirical.verify.claim import Claim, ClaimData
 from empirical.verify.evidence import Record
 from empirical.verify.outcome import AttackRun
 from empirical.verify.plan import AttackPlan
-from empirical.verify.predict_lora import LoraStart, lora_record, lora_start, merged_radii
+from empirical.verify.predict_lora import LoraStart, lora_record
+from empirical.verify.predict_radii import attack_radii, schedule_rates, step_radii
 from empirical.verify.workspace import Log, Workspace, silent, write_json
 from theory.errors import HftaInputError
 
@@ -82,6 +85,7 @@ __all__ = [
     "planned_attacks",
     "predict",
     "predict_attacks",
+    "schedule_rates",
     "step_radii",
     "warnings_of",
 ]
@@ -153,6 +157,8 @@ class PredictionCheck(Record):
     measured_break: int | None
     ratio: float | None
     text: str
+    #: the prediction checked when it is not the run's own: a search trial's class's
+    prediction: str | None = None
 
 
 class Predictions(Record):
@@ -176,10 +182,14 @@ class Predictions(Record):
 
 @dataclass(frozen=True)
 class Planned:
-    """A planned attack on M* and the name its run will carry."""
+    """A planned attack on M* and the name its run will carry, or a class of search trials
+    (``predict_search``: ``label`` and the ``assumptions`` its radii add; ``config`` at the
+    largest rate, whose radii stand for every smaller one)."""
 
     name: str
     config: AttackConfig
+    label: str | None = None
+    assumptions: tuple[str, ...] = ()
 
 
 class PredictAttacks(Protocol):
@@ -201,62 +211,6 @@ def planned_attacks(plan: AttackPlan) -> list[Planned]:
     will name their runs (``grid-000``, ..., ``cross-000``, ...)."""
     grid = [Planned(f"grid-{i:03d}", c) for i, c in enumerate(plan.grid)] if plan.run_grid else []
     return [*grid, *(Planned(f"cross-{i:03d}", c) for i, c in enumerate(plan.cross))]
-
-
-def schedule_rates(config: AttackConfig, workspace: Workspace | None = None) -> list[float]:
-    """η_1 … η_T of ``config``'s schedule (``empirical.engine.schedules.learning_rates``:
-    transformers' schedulers, so torch and transformers are imported), read back from
-    ``workspace.theory/rates-<key>.json`` when a previous run computed them (a cached rerun
-    then imports neither); the key hashes the schedule, rate, warm-up and budget (and the
-    exponential schedule's decay γ)."""
-    import hashlib
-    import json
-
-    inputs: list[object] = [
-        config.schedule,
-        config.learning_rate,
-        config.warmup_fraction,
-        config.budget_steps,
-    ]
-    if config.decay is not None:  # appended only when given: the other keys stay as they were
-        inputs.append(config.decay)
-    key = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:24]
-    cache = None if workspace is None else workspace.theory / f"rates-{key}.json"
-    if cache is not None and cache.is_file():
-        return [float(r) for r in json.loads(cache.read_text(encoding="utf-8"))]
-    from empirical.engine.schedules import learning_rates
-
-    rates = learning_rates(
-        config.schedule,
-        config.learning_rate,
-        warmup_fraction=config.warmup_fraction,
-        total_steps=config.budget_steps,
-        decay=config.decay,
-    )
-    if cache is not None:
-        write_json(cache, rates)
-    return rates
-
-
-def step_radii(
-    config: AttackConfig, d: int, theta0_norm: float | None, workspace: Workspace | None = None
-) -> list[float]:
-    """R_1 … R_T of ``config``: theory's ``reachable_radius`` over the first t rates of its
-    schedule (``schedule_rates``, cached in ``workspace`` when given), before the attack."""
-    from empirical.certify.independent import reachable_radius
-
-    rates = schedule_rates(config, workspace)
-    options: dict[str, Any] = {
-        "optimizer": config.optimizer,
-        "d": d,
-        "C": config.max_grad_norm,
-        "momentum": config.momentum,
-        "beta1": config.betas[0],
-        "beta2": config.betas[1],
-        "lam": config.weight_decay,
-        "theta0_norm": theta0_norm,
-    }
-    return [reachable_radius(learning_rates=rates[:t], **options) for t in range(1, len(rates) + 1)]
 
 
 _BASIS = (
@@ -377,7 +331,7 @@ def predict(
     from theory.theorems.harm_radius import certified_steps, harm_ceiling, steps_beyond
 
     config = planned.config
-    label = (
+    label = planned.label or (
         f"{config.optimizer} lr {config.learning_rate:g} {config.schedule} {config.method} "
         f"batch {config.batch_size} seed {config.seed}"
     )
@@ -389,7 +343,9 @@ def predict(
         "phi": phi,
         "budget_steps": config.budget_steps,
         "basis": _BASES.get(type(estimate), _BASIS),
-        "assumptions": _ASSUMPTION_LISTS.get(type(estimate), _ASSUMPTIONS),
+        "assumptions": [
+            *_ASSUMPTION_LISTS.get(type(estimate), _ASSUMPTIONS), *planned.assumptions
+        ],
     }
     if estimate is None or radii is None:
         return Prediction(
@@ -479,15 +435,12 @@ def _margins(
 def _radii(
     item: Planned, d: int, norm: float | None, workspace: Workspace, starts: dict[str, LoraStart]
 ) -> list[float]:
-    """R_1 … R_T of a planned attack in the full space: ``step_radii``; for LoRA the adapters'
-    mapped to the merged weights by T11 (vii) (``predict_lora``; the start kept in ``starts``)."""
-    config = item.config
-    if config.method == "full":
-        return step_radii(config, d, norm, workspace)
-    if config.method != "lora":
-        raise HftaInputError(f"T11 covers full fine-tuning and LoRA, not {config.method!r}")
-    start = starts[item.name] = lora_start(config, workspace)
-    return merged_radii(step_radii(config, start.parameters, start.norm, workspace), start)
+    """``predict_radii.attack_radii`` of a planned attack or search class (at its upper end),
+    a LoRA attack's adapters' start kept in ``starts``."""
+    radii, start = attack_radii(item.config, d, norm, workspace, upper_end=item.label is not None)
+    if start is not None:
+        starts[item.name] = start
+    return radii
 
 
 def predict_attacks(
@@ -499,10 +452,11 @@ def predict_attacks(
     log: Log = silent,
 ) -> Predictions:
     """Every planned attack's certified minimum steps, before any attack (module docstring)."""
+    from empirical.verify.predict_search import search_classes
     from empirical.verify.workspace import cached_start_point
 
     started = time.perf_counter()
-    planned = planned_attacks(plan)
+    planned = [*planned_attacks(plan), *search_classes(plan)]
     phi, proxy = claim.harm.phi, claim.harm.proxy
     if proxy not in ("exact_harm", "sampled_harm"):
         reason = f"no certificate for harm proxy {proxy!r} (T11 needs exact or sampled harm)"
@@ -579,18 +533,25 @@ def _check(prediction: Prediction | None, run: AttackRun, measured: int | None) 
 
 def compare(claim: Claim, predictions: Predictions, runs: Sequence[AttackRun]) -> Predictions:
     """``predictions`` with each attack on M*'s measured first break (``judge.harm_break_step``)
-    compared with its prediction (module docstring); an attack that was not planned before
-    (a search trial) is "not available"."""
+    compared with its prediction (module docstring), a search trial with its class's
+    (``predict_search.covering``, named in the check); a run none covers is "not available"."""
     from empirical.verify.judge import harm_break_step
+    from empirical.verify.predict_search import covering, unused_text
 
-    by_name = {p.run: p for p in predictions.predictions}
-    checks = [_check(by_name.get(r.name), r, harm_break_step(claim, r.trajectory)) for r in runs]
-    ran = {r.name for r in runs}
+    checks = []
+    for run in runs:
+        prediction = covering(claim, predictions.predictions, run)
+        check = _check(prediction, run, harm_break_step(claim, run.trajectory))
+        if prediction is not None and prediction.run != run.name:
+            text = f"{check.text}; checked against {prediction.run!r}"
+            check = check.model_copy(update={"prediction": prediction.run, "text": text})
+        checks.append(check)
+    used = {r.name for r in runs} | {c.prediction for c in checks}
     checks += [
         PredictionCheck(run=p.run, status="not attacked", predicted_minimum=p.minimum_steps,
-                        measured_break=None, ratio=None, text="the attack did not run")
+                        measured_break=None, ratio=None, text=unused_text(p))
         for p in predictions.predictions
-        if p.run not in ran
+        if p.run not in used
     ]
     return predictions.model_copy(update={"checks": checks})
 
