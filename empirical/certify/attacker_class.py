@@ -209,7 +209,7 @@ class AttackerClass(BaseModel):
         factor that does not depend on η, so its R_t are at most the class's). The rates are
         compared step by step: the same schedule with a shorter budget has a shorter warm-up,
         hence higher early rates, and is not contained."""
-        from empirical.engine.schedules import learning_rates
+        from empirical.engine.schedules import attack_rates
 
         clip_ok = self.clip is None or (
             config.max_grad_norm is not None and config.max_grad_norm <= self.clip
@@ -227,13 +227,7 @@ class AttackerClass(BaseModel):
             and (config.optimizer != "sgd" or config.weight_decay == 0.0)
         ):
             return False
-        rates = learning_rates(
-            config.schedule,
-            config.learning_rate,
-            warmup_fraction=config.warmup_fraction,
-            total_steps=steps,
-            decay=config.decay,
-        )
+        rates = attack_rates(config)
         bounds = self.learning_rates(None if self.budget_steps else steps)[:steps]
         return len(bounds) == steps and all(r <= b for r, b in zip(rates, bounds, strict=True))
 

@@ -133,15 +133,9 @@ def reachable_radius(
 def radius_for_config(config: AttackConfig, d: int, theta0_norm: float | None = None) -> float:
     """``reachable_radius`` of an attack configuration (its schedule's rates, before the
     attack: ``empirical.engine.schedules.learning_rates``)."""
-    from empirical.engine.schedules import learning_rates
+    from empirical.engine.schedules import attack_rates
 
-    rates = learning_rates(
-        config.schedule,
-        config.learning_rate,
-        warmup_fraction=config.warmup_fraction,
-        total_steps=config.budget_steps,
-        decay=config.decay,
-    )
+    rates = attack_rates(config)
     return reachable_radius(
         optimizer=config.optimizer,
         learning_rates=rates,

@@ -25,6 +25,7 @@ import math
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from empirical.engine.attack_config import AttackConfig
 from empirical.engine.attack_config import ScheduleName as ScheduleName
 from theory.errors import HftaInputError
 
@@ -137,3 +138,15 @@ def learning_rates(
         optimizer.step()
         scheduler.step()
     return rates
+
+
+def attack_rates(config: AttackConfig) -> list[float]:
+    """``learning_rates`` of an attack configuration: its schedule, peak rate, warm-up,
+    budget and (exponential) decay, the rates its ``budget_steps`` steps will use."""
+    return learning_rates(
+        config.schedule,
+        config.learning_rate,
+        warmup_fraction=config.warmup_fraction,
+        total_steps=config.budget_steps,
+        decay=config.decay,
+    )

@@ -45,15 +45,9 @@ def schedule_rates(config: AttackConfig, workspace: Workspace | None = None) -> 
     cache = None if workspace is None else workspace.theory / f"rates-{key}.json"
     if cache is not None and cache.is_file():
         return [float(r) for r in json.loads(cache.read_text(encoding="utf-8"))]
-    from empirical.engine.schedules import learning_rates
+    from empirical.engine.schedules import attack_rates
 
-    rates = learning_rates(
-        config.schedule,
-        config.learning_rate,
-        warmup_fraction=config.warmup_fraction,
-        total_steps=config.budget_steps,
-        decay=config.decay,
-    )
+    rates = attack_rates(config)
     if cache is not None:
         write_json(cache, rates)
     return rates
