@@ -371,6 +371,29 @@ def spare_core() -> bool:
     return load < (cores or 1) - SPARE_CORE_MARGIN
 
 
+#: How often a background worker checks that the process that started it is alive (seconds).
+PARENT_CHECK_SECONDS = 0.5
+
+
+def _exit_with_parent() -> None:
+    """A background worker's initializer: exit as soon as the process that started it is gone.
+    A plain-``fork`` worker inherits its parent's end of the task pipe, so when the verifier is
+    killed (SIGKILL: no cleanup runs) the worker never reads end-of-file and would wait, with
+    the verifier's memory, for ever; it is reparented instead, and a daemon thread that sees
+    its parent id change ends it."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="hfta-parent-watch", daemon=True).start()
+
+
 def _ahead_context() -> multiprocessing.context.BaseContext:
     """How the background worker starts: a plain ``fork`` of this process when that is safe,
     else ``_worker_context``. Safe: this is the only thread and torch (if loaded) runs on one
@@ -427,7 +450,9 @@ class AttacksAhead:
             if key in self._futures or self.store.path(config).is_file():
                 continue
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=_ahead_context())
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=_ahead_context(), initializer=_exit_with_parent
+                )
             future = self._pool.submit(
                 _remote_attack, config.model_dump_json(), self.threads, self.attack
             )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
 import pytest
 
 from proofs import runner
@@ -9,10 +12,19 @@ from proofs.obligation import Row, Status
 from theory.theorems import CATALOGUE_MODULES
 
 
-@pytest.fixture(scope="module")
-def run() -> tuple[list[Row], int]:
+def _execute() -> tuple[list[Row], int]:
     rows, _, code = runner.execute(runner.Options())
     return rows, code
+
+
+@pytest.fixture(scope="module")
+def run() -> tuple[list[Row], int]:
+    """The whole run in a fresh (spawned) interpreter, as ``python -m proofs`` runs: every
+    attempt is a ``fork`` (``with_deadline``), and a pytest session that has run other tests
+    may hold threads whose locks a fork would copy half-taken."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(_execute).result()
 
 
 def test_every_obligation_is_proved_or_checked(run: tuple[list[Row], int]) -> None:

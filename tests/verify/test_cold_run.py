@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,15 +161,23 @@ def test_attacks_ahead_refuse_another_store(tmp_path: Path) -> None:
     assert isinstance(spare_core(), bool)
 
 
-def test_the_worker_is_a_fork_only_when_torch_runs_on_one_thread() -> None:
-    """A plain fork copies no thread pool only when this process runs torch on one intra-op
-    thread (negative control: two threads give the forkserver or spawn)."""
+def test_the_worker_is_a_fork_only_when_torch_runs_on_one_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A plain fork copies no thread pool only when this process is its only thread and runs
+    torch on one intra-op thread (negative controls: two intra-op threads, or another thread
+    alive, as in a long pytest session, give the forkserver or spawn)."""
+    import threading
+
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
     assert executors._ahead_context().get_start_method() == "fork"
     torch.set_num_threads(2)
     try:
         assert executors._ahead_context().get_start_method() in ("forkserver", "spawn")
     finally:
         torch.set_num_threads(1)
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    assert executors._ahead_context().get_start_method() in ("forkserver", "spawn")
 
 
 @pytest.mark.slow
@@ -269,3 +278,52 @@ def _columns(trajectory: Trajectory) -> dict[str, Any]:
     found = dict(trajectory.comparable())
     found.pop("config")
     return found
+
+
+_POOL_SCRIPT = """
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from empirical.verify import executors
+initializer = executors._exit_with_parent if sys.argv[1] == "watch" else None
+pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
+                           initializer=initializer)
+print(pool.submit(os.getpid).result(), flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
+
+
+@pytest.mark.parametrize("watch", [True, False], ids=["watched", "control"])
+def test_a_forked_worker_exits_when_its_parent_is_killed(watch: bool) -> None:
+    """A background worker forked by a verifier that is then killed (SIGKILL) exits within a
+    few parent checks (``_exit_with_parent``); negative control: the same pool without it
+    leaves its worker running (an orphan holding the verifier's memory)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", _POOL_SCRIPT, "watch" if watch else "plain"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None
+    worker = int(process.stdout.readline())
+    assert _alive(worker)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10 * executors.PARENT_CHECK_SECONDS
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert _alive(worker) is not watch
+    finally:
+        if _alive(worker):
+            os.kill(worker, signal.SIGKILL)
