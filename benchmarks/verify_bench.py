@@ -26,7 +26,8 @@ the segments 1.4, 0.8 since the recorded norms at the iterates are read, the flo
 changes interleaved in one process, CPU of every descendant: 38.6-42.8 s (median 41.9, 4
 runs) before, 36.9-43.5 (median 38.6, 6 runs) after; at load 1.4-2.8, 43.3-46.6 s before,
 40.0-40.1 after. ``load_model`` with ``use_kernels = False`` (transformers re-kernelizes on
-every ``train()``/``eval()``) gave 36.1 s against 40.0 and the same verdict (one pair).
+every switch between training and evaluation mode) gave 36.1 s against 40.0 and the same
+verdict (one pair).
 With a spare core (``executors.spare_core``) the grid and the trainability attacks train in a
 background worker while the predictions and certificates are computed
 (``VerifyOptions.overlap``): this process's own CPU in ``verify`` fell from 31-37 s to

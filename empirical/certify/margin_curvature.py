@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CurvatureEstimate",
+    "EstimatedCurvatures",
     "LossCurvatureEstimate",
     "estimate_curvature",
     "estimate_loss_curvature",
@@ -60,22 +61,19 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- second order
-class CurvatureEstimate(BaseModel):
-    """T11 (iv)-(v) constants of every candidate example (counted, not harmful at θ_0): its
-    deficit a_i, the exact gradient norm ‖g_i‖ at θ_0, the estimated curvature bound β_i on
-    B(θ_0, ``ball``), and the Gram matrix of the g_i (module docstring). ``phi`` fixes how
-    many examples must turn harmful (``needed``); ``is_estimate`` is always True."""
+class EstimatedCurvatures(BaseModel):
+    """What T11 (iv)-(vi)'s estimates share: per example whether the proxy counts it and the
+    exact gradient norm at θ_0 with its curvature bound estimated on B(θ_0, ``ball``) (from
+    ``directions`` singular directions and ``random_points`` uniform points, ``seed``, in
+    ``dimension`` parameters), φ, the reachable radius, and how they were estimated;
+    ``is_estimate`` is always True."""
 
     model_config = ConfigDict(frozen=True)
 
     examples: int
     counted: list[bool]
-    harmful_at_start: int
-    candidates: list[int]
-    deficits: list[float]
     gradient_norms: list[float]
     curvatures: list[float]
-    gram: list[list[float]]
     phi: float
     ball: float
     radius: float
@@ -88,6 +86,18 @@ class CurvatureEstimate(BaseModel):
     is_estimate: Literal[True] = True
     note: str
     seconds: float
+
+
+class CurvatureEstimate(EstimatedCurvatures):
+    """T11 (iv)-(v) constants of every candidate example (counted, not harmful at θ_0): its
+    deficit a_i, the exact gradient norm ‖g_i‖ at θ_0, the estimated curvature bound β_i on
+    B(θ_0, ``ball``), and the Gram matrix of the g_i (module docstring). ``phi`` fixes how
+    many examples must turn harmful (``needed``); ``is_estimate`` is always True."""
+
+    harmful_at_start: int
+    candidates: list[int]
+    deficits: list[float]
+    gram: list[list[float]]
 
     def needed(self) -> int:
         """k = ⌈φ n⌉ − (examples harmful at θ_0): how many candidates must turn harmful."""
@@ -413,30 +423,12 @@ def estimate_curvature(
 NEVER_COUNTED_LOSS = 1e300
 
 
-class LossCurvatureEstimate(BaseModel):
+class LossCurvatureEstimate(EstimatedCurvatures):
     """T11 (vi) constants for ``sampled_harm``: per example CE_i at θ_0 (``NEVER_COUNTED_LOSS``
     for one the proxy never counts), the exact gradient norm of CE_i at θ_0 and its curvature
     bound estimated on B(θ_0, ``ball``) (module docstring); ``is_estimate`` is always True."""
 
-    model_config = ConfigDict(frozen=True)
-
-    examples: int
-    counted: list[bool]
     losses: list[float]
-    gradient_norms: list[float]
-    curvatures: list[float]
-    phi: float
-    ball: float
-    radius: float
-    directions: int
-    random_points: int
-    seed: int
-    dimension: int
-    method: str
-    confidence: str
-    is_estimate: Literal[True] = True
-    note: str
-    seconds: float
 
     def flip_radius(self) -> float:
         """theory's ``sampled_radius`` (the cap on f_s stays < φ below it), up to ``ball``."""

@@ -95,8 +95,9 @@ def test_save_then_load_by_path_round_trips(saved_tiny: Path) -> None:
 
 def test_loaded_models_use_no_hub_kernels(saved_tiny: Path) -> None:
     """``load_model`` turns transformers' hub kernels off: no kernel code is fetched or swapped
-    in, and ``train()``/``eval()`` do not re-kernelize. Control: the same directory loaded by
-    transformers' default has them on (where the kernels package is installed)."""
+    in, and switching between training and evaluation mode does not re-kernelize. Control:
+    the same directory loaded by transformers' default has them on (where the kernels package
+    is installed)."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import is_kernels_available
 
