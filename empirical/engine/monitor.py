@@ -13,7 +13,7 @@ callbacks, the monitor records a ``Trajectory`` (``source="trainer"``) with the 
   Trainer logs; these are exactly step s's values when ``logging_steps=1`` (with a longer
   logging window the loss is an average over the window and is left unrecorded);
 * at θ_0, every ``eval_every`` steps and at the end: the held-out harmful loss and the harm
-  and capability proxies, as in ``empirical.engine.attack.Evaluator``.
+  and capability proxies, as in ``empirical.engine.evaluator.Evaluator``.
 
 Divergence: a logged non-finite loss at step s, or non-finite parameters after step s,
 marks the run diverged (at s, resp. s + 1) and asks the Trainer to stop. Set
@@ -34,7 +34,8 @@ from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from empirical.datasets.data import Example
-from empirical.engine.attack import Evaluator, ParameterFlattener, default_proxies
+from empirical.engine.attack import ParameterFlattener
+from empirical.engine.evaluator import Evaluator, default_proxies
 from empirical.measurement.trajectory import Environment, Timing, Trajectory, TrajectoryRecorder
 from theory.errors import HftaInputError
 
@@ -68,7 +69,7 @@ class ImmunizationMonitor(TrainerCallback):  # type: ignore[misc]
         tokenizer: the model's tokenizer (the proxies tokenize with it).
         evaluation: held-out harmful examples (harmful loss, harm proxy).
         reference: harmless examples for the capability proxy.
-        harm_proxy, capability_proxy: default ``empirical.engine.attack.default_proxies()``.
+        harm_proxy, capability_proxy: default ``empirical.engine.evaluator.default_proxies()``.
         eval_every: evaluation period in optimizer steps.
         max_length: token limit for encoding the evaluation data (default: the model's context).
         config: extra JSON-serialisable provenance stored in ``Trajectory.config``.
