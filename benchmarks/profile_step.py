@@ -36,6 +36,7 @@ STEPS = 150
 #: phase → (file name fragment, function name) whose cumulative time is the phase's time
 PHASES: dict[str, tuple[str, str]] = {
     "forward (model + loss)": ("empirical/measurement/hvp.py", "causal_lm_loss"),
+    "forward (lean pass + loss)": ("empirical/engine/training_forward.py", "training_loss"),
     "backward": ("torch/autograd/__init__.py", "backward"),
     "optimizer step (fused AdamW)": ("torch/optim/optimizer.py", "wrapper"),
     "gradient norm": ("torch/nn/utils/clip_grad.py", "_get_total_norm"),
@@ -298,6 +299,8 @@ def _loop_targets() -> list[tuple[Any, str, str]]:
     return [
         (engine, "causal_lm_loss", "forward"),
         (bench, "causal_lm_loss", "forward"),
+        (engine, "training_loss", "forward"),
+        (bench, "training_loss", "forward"),
         (torch.autograd, "backward", "backward"),
         (torch.optim.AdamW, "step", "optimizer"),
         (torch.optim.lr_scheduler.LRScheduler, "step", "optimizer"),

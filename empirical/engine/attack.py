@@ -51,6 +51,7 @@ from empirical.engine.evaluator import default_proxies as default_proxies
 from empirical.engine.evaluator import encode_on as encode_on
 from empirical.engine.evaluator import mean_token_loss as mean_token_loss
 from empirical.engine.schedules import make_scheduler, warmup_steps
+from empirical.engine.training_forward import training_loss
 from empirical.measurement.hvp import causal_lm_loss, evaluation_mode
 from empirical.measurement.trajectory import (
     Environment,
@@ -714,17 +715,18 @@ class _AttackLoop:
     # -- one step
     def _gradient(self) -> tuple[Tensor, Tensor]:
         """Accumulate ∇L over ``grad_accumulation`` minibatches; (mean loss, norm pre-clip),
-        the gradient not clipped yet (``_clip``)."""
+        the gradient not clipped yet (``_clip``). The loss is ``training_loss``: the model's
+        own, by a lean forward pass where that gives the same bits (checked)."""
         if not self.model.training:  # after an evaluation or the probe (train() walks
             self.model.train()  # every module: not free at every step)
         accumulation = self.config.grad_accumulation
         if accumulation == 1:  # no division by 1 in the graph, no running sum: the same bits
-            loss = causal_lm_loss(self.model, next(self.stream))
+            loss = training_loss(self.model, next(self.stream))
             torch.autograd.backward(loss)
             return loss.detach(), self._norm()
         total = torch.zeros((), device=self.start.device)
         for _ in range(accumulation):
-            loss = causal_lm_loss(self.model, next(self.stream))
+            loss = training_loss(self.model, next(self.stream), divisor=accumulation)
             torch.autograd.backward(loss / accumulation)
             total = total + loss.detach().float()
         return total / accumulation, self._norm()
