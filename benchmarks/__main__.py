@@ -26,6 +26,7 @@ BENCHMARK_MODULES: tuple[str, ...] = (
     "power_bench",
     "prediction_bench",
     "certify_bench",
+    "gpu_bench",
 )
 
 

@@ -1,0 +1,45 @@
+"""benchmarks/gpu_bench.py runs end to end, at a toy size on the CPU: the script a session
+with a GPU runs is known to work before one is lent."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from benchmarks.gpu_bench import copy_examples, measure, model_flops_per_token, random_gpt2
+
+TOY = {"n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 64, "n_positions": 64}
+
+
+def test_the_gpu_figures_on_a_toy_model_on_the_cpu() -> None:
+    figures = measure(
+        "cpu", TOY, dtype="float32", steps=7, characters=6, examples=24, batch_size=4,
+        peak_tflops=1.0,
+    )  # fmt: skip
+    for method in ("full", "lora"):
+        for name in ("steps_per_second", "bare_steps_per_second", "vs_bare", "tflops", "mfu"):
+            value = figures[f"gpu_{method}_{name}"]
+            assert isinstance(value, float) and math.isfinite(value) and value > 0, (name, value)
+    assert figures["gpu_tokens_per_step"] == 4 * (5 + 6 + 1 + 6 + 1)  # "copy ", "=", EOS
+
+
+def test_model_flops_count_lora_without_weight_gradients() -> None:
+    model = random_gpt2(TOY)
+    parameters = sum(p.numel() for p in model.parameters())
+    attention = 12 * TOY["n_layer"] * TOY["n_embd"] * 10
+    assert model_flops_per_token(model, 10, "full") == 6 * parameters + attention
+    assert model_flops_per_token(model, 10, "lora") == 4 * parameters + attention
+
+
+def test_copy_examples_are_the_copy_task() -> None:
+    (example,) = copy_examples(1, 5, seed=3)
+    assert example.prompt == f"copy {example.response}=" and len(example.response) == 5
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA machine measures")
+def test_without_cuda_nothing_is_measured() -> None:
+    from benchmarks.gpu_bench import run
+
+    assert run() == {"gpu_device": "n/a (no CUDA device)"}
