@@ -70,6 +70,15 @@ attempted here, each step of which would have to prove its bits. The fused
 ``gelu(approximate="tanh")`` is not an option: it differs from the model's ``gelu_new`` in
 0.9% of 10⁶ random inputs (by ≤ 4.8e-7).
 
+The first evaluation (measured later, with the sliced, prefix-sharing passes; process CPU,
+one thread, interleaved in one process, medians): encoding both sets took 16 ms against 30
+(each set tokenized in two calls, not three per batch), packing 2.9 against 8.1 ms (the
+shared prefixes counted column by column), the default attack's first evaluation in a fresh
+process 77 against 95 ms (9 rounds; later ones 44-47 ms either way). A later attack in the
+same process takes the sets and θ₀'s scores from ``empirical.engine.evaluation_cache``: its
+first evaluation 2.2 against 80 ms, its evaluation share 0.24 against 0.28. The steady
+evaluations are the scoring's arithmetic (no saving ≥ 5% found that keeps the bits).
+
 Where a step's time goes (``python -m benchmarks.profile_step``: cProfile over 150 steps of
 the default attack, measured before the changes below, on the shared machine, so the shares,
 not the milliseconds, are the finding): the forward pass 44%, the backward pass 36%, the

@@ -11,6 +11,7 @@ batch (at most ``max_length``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -67,7 +68,81 @@ def token_id_lists(
     if not texts:
         return []
     batch = tokenizer(list(texts), add_special_tokens=special)["input_ids"]
-    return [[int(i) for i in ids] for ids in batch]
+    return [list(map(int, ids)) for ids in batch]
+
+
+@dataclass(frozen=True)
+class TokenizedExamples:
+    """Examples tokenized for ``encode``, before truncation and padding.
+
+    Attributes:
+        prompts: each formatted prompt's ids (with the tokenizer's special tokens unless a
+            chat template already rendered them).
+        responses: each response's ids, without special tokens and without the EOS.
+        pad, eos: the tokenizer's pad and EOS ids.
+    """
+
+    prompts: list[list[int]]
+    responses: list[list[int]]
+    pad: int
+    eos: int
+
+
+def tokenize_examples(
+    tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
+) -> TokenizedExamples:
+    """The prompts and the responses of ``examples`` tokenized in two batched calls (each
+    text's ids those of ``tokenizer(text)`` alone).
+
+    Raises:
+        HftaInputError: a tokenizer without pad or EOS token.
+    """
+    pad, eos = _require_special_tokens(tokenizer)
+    templated = has_chat_template(tokenizer)
+    prompts = token_id_lists(
+        tokenizer, [format_prompt(tokenizer, e.prompt) for e in examples], special=not templated
+    )
+    responses = token_id_lists(tokenizer, [e.response for e in examples], special=False)
+    return TokenizedExamples(prompts, responses, pad, eos)
+
+
+def encode_tokenized(
+    tokenized: TokenizedExamples, start: int, stop: int, max_length: int
+) -> dict[str, torch.Tensor]:
+    """``encode``'s tensors of examples ``start`` … ``stop`` − 1 of ``tokenized`` (see there):
+    row r holds ``prompt + response + [EOS]`` cut to ``max_length``, then padding; the
+    labels are the ids from the first response token on, −100 elsewhere.
+
+    Raises:
+        HftaInputError: no rows, ``max_length < 2``, or an example whose prompt leaves no
+            room for a response token (its index counted from 0 in ``tokenized``).
+    """
+    if stop <= start:
+        raise HftaInputError("encode: no examples to encode")
+    if max_length < 2:
+        raise HftaInputError(f"encode: max_length must be at least 2, got {max_length}")
+    flat: list[int] = []
+    lengths: list[int] = []
+    prompt_lengths: list[int] = []
+    for index in range(start, stop):
+        prompt_ids = tokenized.prompts[index]
+        if len(prompt_ids) >= max_length:
+            raise HftaInputError(
+                f"encode: example {index}: prompt has {len(prompt_ids)} tokens, no room for a "
+                f"response within max_length={max_length}"
+            )
+        ids = [*prompt_ids, *tokenized.responses[index], tokenized.eos][:max_length]
+        flat.extend(ids)
+        lengths.append(len(ids))
+        prompt_lengths.append(len(prompt_ids))
+    rows, length = stop - start, max(lengths)
+    positions = torch.arange(length)
+    attended = positions < torch.tensor(lengths)[:, None]
+    input_ids = torch.full((rows, length), tokenized.pad, dtype=torch.long)
+    input_ids[attended] = torch.tensor(flat, dtype=torch.long)  # row-major: row after row
+    supervised = attended & (positions >= torch.tensor(prompt_lengths)[:, None])
+    labels = torch.where(supervised, input_ids, IGNORE_INDEX)
+    return {"input_ids": input_ids, "attention_mask": attended.long(), "labels": labels}
 
 
 def encode(
@@ -80,7 +155,9 @@ def encode(
     and EOS tokens and ``-100`` elsewhere. The prompt is tokenized on its own (with the
     tokenizer's special tokens unless a chat template already rendered them) and the response
     is appended token by token, so prompt and response never merge into one token.
-    A sequence longer than ``max_length`` loses its tail.
+    A sequence longer than ``max_length`` loses its tail. (``tokenize_examples`` then
+    ``encode_tokenized``: a caller that encodes consecutive slices of one set tokenizes the
+    set once.)
 
     Raises:
         HftaInputError: no examples, ``max_length < 2``, a tokenizer without pad or EOS
@@ -90,29 +167,4 @@ def encode(
         raise HftaInputError("encode: no examples to encode")
     if max_length < 2:
         raise HftaInputError(f"encode: max_length must be at least 2, got {max_length}")
-    pad, eos = _require_special_tokens(tokenizer)
-    templated = has_chat_template(tokenizer)
-    sequences: list[tuple[list[int], int]] = []
-    prompts = token_id_lists(
-        tokenizer, [format_prompt(tokenizer, e.prompt) for e in examples], special=not templated
-    )
-    responses = token_id_lists(tokenizer, [e.response for e in examples], special=False)
-    for index, (prompt_ids, response) in enumerate(zip(prompts, responses, strict=True)):
-        response_ids = [*response, eos]
-        if len(prompt_ids) >= max_length:
-            raise HftaInputError(
-                f"encode: example {index}: prompt has {len(prompt_ids)} tokens, no room for a "
-                f"response within max_length={max_length}"
-            )
-        ids = (prompt_ids + response_ids)[:max_length]
-        sequences.append((ids, len(prompt_ids)))
-    length = max(len(ids) for ids, _ in sequences)
-    input_ids = torch.full((len(sequences), length), pad, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
-    labels = torch.full((len(sequences), length), IGNORE_INDEX, dtype=torch.long)
-    for row, (ids, prompt_length) in enumerate(sequences):
-        tensor = torch.tensor(ids, dtype=torch.long)
-        input_ids[row, : len(ids)] = tensor
-        attention_mask[row, : len(ids)] = 1
-        labels[row, prompt_length : len(ids)] = tensor[prompt_length:]
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    return encode_tokenized(tokenize_examples(tokenizer, examples), 0, len(examples), max_length)

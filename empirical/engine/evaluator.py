@@ -32,6 +32,13 @@ if TYPE_CHECKING:
     )
 
 
+PreparedSets = tuple[
+    "list[dict[str, Tensor]] | None", "EncodedSet | None", "EncodedSet | None", "PackedSets | None"
+]
+"""An evaluator's encoded data: the held-out loss's own batches, the evaluation and the
+reference set for teacher-forced scoring, and their packing (``None``: not used)."""
+
+
 def encode_on(
     tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[Example],
@@ -75,7 +82,10 @@ class Evaluator:
 
     Each data set is tokenized once, at the first call (``empirical.measurement.proxies.
     encode_for_scoring``: the same batches the proxies build, cached on the model's device),
-    and every later evaluation reuses the tensors. A proxy that is a function of one
+    and every later evaluation reuses the tensors; another evaluator of the same sets in the
+    same process (the next attack of a verification) takes them from the process's cache,
+    and its first evaluation of the same model bytes (θ₀ again) takes the scores too
+    (``empirical.engine.evaluation_cache``). A proxy that is a function of one
     teacher-forced pass (``TeacherForcedProxy``: exact harm, task accuracy, reference loss)
     is scored under ``torch.inference_mode``, the evaluation and the reference set together
     in a few large forward passes (``pack_for_scoring``: rows grouped by the length their
@@ -119,6 +129,9 @@ class Evaluator:
         self._evaluation_set: EncodedSet | None = None
         self._reference_set: EncodedSet | None = None
         self._packed: PackedSets | None = None
+        self._prepared = False
+        self._key: tuple[object, ...] | None = None
+        self._first = True
 
     @staticmethod
     def _forced(proxy: object) -> TeacherForcedProxy | None:
@@ -126,25 +139,60 @@ class Evaluator:
 
         return proxy if isinstance(proxy, TeacherForcedProxy) else None
 
-    def _prepare(self, model: nn.Module) -> None:
-        """Encode the sets once (the first call), for ``model``'s context and device."""
-        from empirical.measurement.proxies import (
-            context_length,
-            encode_for_scoring,
-            pack_for_scoring,
+    def _sets_key(self, limit: int) -> tuple[object, ...] | None:
+        """What ``_prepare``'s tensors are a function of (``SETS``' key), or ``None`` for a
+        tokenizer whose content cannot be fingerprinted."""
+        from empirical.engine.evaluation_cache import tokenizer_fingerprint
+
+        fingerprint = tokenizer_fingerprint(self.tokenizer)
+        if fingerprint is None:
+            return None
+        harm, capability = self._forced(self.harm_proxy), self._forced(self.capability_proxy)
+        return (
+            fingerprint,
+            tuple(self.evaluation),
+            tuple(self.reference),
+            self.max_length,
+            limit,
+            self.device,
+            self.batch_size,
+            None if harm is None else harm.batch_size,
+            None if capability is None else capability.batch_size,
+            self.harm_proxy is not None,
         )
 
-        if self._evaluation_set is not None or self._loss_batches is not None:
+    def _prepare(self, model: nn.Module) -> None:
+        """Encode the sets once (the first call), for ``model``'s context and device, or take
+        them from the process's ``SETS`` cache (another evaluator encoded the same)."""
+        from empirical.engine.evaluation_cache import SETS
+        from empirical.measurement.proxies import context_length
+
+        if self._prepared:
             return
         limit = context_length(model)
+        self._key = self._sets_key(limit)
+        prepared = None if self._key is None else SETS.get(self._key)
+        if prepared is None:
+            prepared = self._encode(limit)
+            if self._key is not None:
+                SETS.put(self._key, prepared)
+        self._loss_batches, self._evaluation_set, self._reference_set, self._packed = prepared
+        self._prepared = True
+
+    def _encode(self, limit: int) -> PreparedSets:
+        """The held-out loss's own batches (only when ``max_length`` truncates), the
+        teacher-forced sets and their packing."""
+        from empirical.measurement.proxies import encode_for_scoring, pack_for_scoring
+
         harm = self._forced(self.harm_proxy)
+        loss_batches = evaluation_set = reference_set = packed = None
         if self.max_length < limit:
-            self._loss_batches = batches_of(
+            loss_batches = batches_of(
                 encode_on(self.tokenizer, self.evaluation, self.max_length, self.device),
                 self.batch_size,
             )
-        if self._loss_batches is None or harm is not None:
-            self._evaluation_set = encode_for_scoring(
+        if loss_batches is None or harm is not None:
+            evaluation_set = encode_for_scoring(
                 self.tokenizer,
                 self.evaluation,
                 limit=limit,
@@ -154,27 +202,41 @@ class Evaluator:
             )
         capability = self._forced(self.capability_proxy)
         if capability is not None and self.reference:
-            self._reference_set = encode_for_scoring(
+            reference_set = encode_for_scoring(
                 self.tokenizer,
                 self.reference,
                 limit=limit,
                 device=self.device,
                 batch_size=capability.batch_size,
             )
-        sets = [e for e in (self._evaluation_set, self._reference_set) if e is not None]
+        sets = [e for e in (evaluation_set, reference_set) if e is not None]
         if sets:
-            self._packed = pack_for_scoring(sets)
+            packed = pack_for_scoring(sets)
+        return loss_batches, evaluation_set, reference_set, packed
 
     def _score(self, model: nn.Module) -> tuple[TeacherForced | None, TeacherForced | None]:
         """The teacher-forced scores of the evaluation and the reference set (``None`` for a
-        set not scored that way), both sets from the same few packed forward passes."""
+        set not scored that way), both sets from the same few packed forward passes. The
+        first call looks them up in ``FIRST_SCORES`` (another evaluator scored the same model
+        bytes on the same sets: θ₀ of an earlier attack) and stores them there."""
+        from empirical.engine.evaluation_cache import FIRST_SCORES, model_fingerprint, read_only
         from empirical.measurement.proxies import score_packed
 
         if self._packed is None:
             return None, None
+        key = None
+        if self._first and self._key is not None:
+            self._first = False
+            fingerprint = model_fingerprint(model)
+            key = None if fingerprint is None else (self._key, fingerprint)
+            cached = None if key is None else FIRST_SCORES.get(key)
+            if cached is not None:
+                return cached
         scores = list(score_packed(model, self._packed))
         evaluation = scores.pop(0) if self._evaluation_set is not None else None
         reference = scores.pop(0) if self._reference_set is not None else None
+        if key is not None:
+            FIRST_SCORES.put(key, (read_only(evaluation), read_only(reference)))
         return evaluation, reference
 
     def __call__(self, model: nn.Module) -> tuple[float | None, float | None, float | None]:

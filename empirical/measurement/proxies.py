@@ -45,7 +45,7 @@ teacher-forced proxies are functions of one pass (``TeacherForcedProxy``: ``scor
 ``from_scores`` of a ``TeacherForced``), so a caller encodes each set once
 (``encode_for_scoring``, the very batches ``teacher_forced`` builds) and scores it with
 ``score_encoded`` (``torch.inference_mode``), getting the proxies' numbers bit for bit without
-tokenizing again (``empirical.engine.attack.Evaluator`` does). Several sets scored together
+tokenizing again (``empirical.engine.evaluator.Evaluator`` does). Several sets scored together
 (the harm proxy's and the capability proxy's) are packed (``pack_for_scoring``): rows grouped
 by the length their batch was padded to, the last input column dropped (it predicts no
 target), a few ``score_packed`` passes for all of them, the same numbers bit for bit. Each
@@ -71,7 +71,13 @@ import torch
 from torch import Tensor, nn
 
 from empirical.datasets.data import Example
-from empirical.datasets.text import IGNORE_INDEX, encode, token_id_lists
+from empirical.datasets.text import (
+    IGNORE_INDEX,
+    TokenizedExamples,
+    encode,
+    encode_tokenized,
+    tokenize_examples,
+)
 from empirical.measurement.hvp import evaluation_mode
 from empirical.measurement.scoring import ScoringPass, plan_pass, scored_logits
 from theory.errors import HftaInputError
@@ -206,7 +212,10 @@ def encode_for_scoring(
     batch_size: int = 64,
     whole_responses: bool = True,
 ) -> EncodedSet:
-    """Tokenize ``examples`` once into ``EncodedSet`` batches of ``batch_size`` (see there).
+    """Tokenize ``examples`` once into ``EncodedSet`` batches of ``batch_size`` (see there):
+    the whole set's prompts and responses in two tokenizer calls (``tokenize_examples``), each
+    batch built from its slice of the token lists (``encode_tokenized``: the tensors
+    ``encode`` of the slice gives), the whole-response check read from the same lists.
 
     Raises:
         HftaInputError: no examples, a bad batch size, or (``whole_responses``) an example
@@ -216,12 +225,13 @@ def encode_for_scoring(
         raise HftaInputError("a proxy needs at least one example")
     if batch_size < 1:
         raise HftaInputError(f"batch_size must be positive, got {batch_size}")
+    tokenized = tokenize_examples(tokenizer, examples)  # the whole set in two calls
     batches: list[dict[str, Tensor]] = []
     for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
-        batch = encode(tokenizer, chunk, limit)
+        stop = min(start + batch_size, len(examples))
+        batch = encode_tokenized(tokenized, start, stop, limit)
         if whole_responses:
-            _require_whole_responses(tokenizer, chunk, batch["labels"], start)
+            _require_whole_responses(tokenized, range(start, stop), limit)
         batches.append({k: v.to(device) for k, v in batch.items()})
     return EncodedSet(tuple(examples), tuple(batches), batch_size)
 
@@ -409,17 +419,15 @@ def teacher_forced(
     return result
 
 
-def _require_whole_responses(
-    tokenizer: PreTrainedTokenizerBase, chunk: Sequence[Example], labels: Tensor, offset: int
-) -> None:
-    counts = (labels != IGNORE_INDEX).sum(dim=1).tolist()
-    responses = token_id_lists(tokenizer, [e.response for e in chunk], special=False)
-    for row, (ids, count) in enumerate(zip(responses, counts, strict=True)):
-        wanted = len(ids) + 1
-        if count < wanted:
+def _require_whole_responses(tokenized: TokenizedExamples, rows: range, limit: int) -> None:
+    """Every response of ``rows`` with its EOS fits in ``limit`` tokens after its prompt
+    (``encode`` cuts it otherwise)."""
+    for row in rows:
+        cut = len(tokenized.prompts[row]) + len(tokenized.responses[row]) + 1 - limit
+        if cut > 0:
             raise HftaInputError(
-                f"example {offset + row}: prompt + response exceed the model's context "
-                f"({wanted - count} response token(s) cut); the proxy cannot score it"
+                f"example {row}: prompt + response exceed the model's context "
+                f"({cut} response token(s) cut); the proxy cannot score it"
             )
 
 

@@ -197,25 +197,37 @@ def plan_pass(
 ) -> ScoringPass:
     """The ``ScoringPass`` of rows ``begin`` … ``end`` − 1: s from ``targets`` (−100 where not
     supervised), P minimising the positions computed, U·L + rows·(L − P), over
-    0 ≤ P ≤ min(s, L − ``MIN_QUERY_ROWS``)."""
+    0 ≤ P ≤ min(s, L − ``MIN_QUERY_ROWS``); the representatives in the order of a
+    ``torch.unique`` of the P-column prefixes (ids, then mask entries)."""
     ids, mask = input_ids[begin:end], attention_mask[begin:end]
     rows, length = (int(n) for n in ids.shape)
     columns = (targets[begin:end] != IGNORE_INDEX).any(dim=0).nonzero()
     scored_from = int(columns[0]) if len(columns) else length
     none = torch.zeros(0, dtype=torch.long, device=ids.device)
-    best = (rows * length, 0, none, none)
+    best_cost, best_prefix = rows * length, 0
+    # the rows' classes of equal prefixes, refined one column at a time: two rows share a
+    # prefix of P + 1 tokens iff they share the one of P and agree at column P (one 1-D
+    # ``unique`` of (class, token, mask) per P instead of a ``unique`` of P-column rows)
+    classes = torch.zeros(rows, dtype=torch.long, device=ids.device)
+    token, masked = ids - ids.min(), (mask - mask.min()).to(ids.dtype)  # ≥ 0: no collisions
+    span = int(masked.max()) + 1
+    scale = (int(token.max()) + 1) * span
     for prefix in range(1, min(scored_from, length - MIN_QUERY_ROWS) + 1):
-        keys = torch.cat((ids[:, :prefix], mask[:, :prefix].to(ids.dtype)), dim=1)
-        distinct, prefix_of = torch.unique(keys, dim=0, return_inverse=True)
-        if int(distinct.shape[0]) * length >= best[0]:
+        column = token[:, prefix - 1] * span + masked[:, prefix - 1]
+        distinct, classes = torch.unique(classes * scale + column, return_inverse=True)
+        if int(distinct.shape[0]) * length >= best_cost:
             break  # U only grows with P: no longer prefix costs less
         cost = int(distinct.shape[0]) * length + rows * (length - prefix)
-        if cost < best[0]:
-            first = torch.full((int(distinct.shape[0]),), rows, device=ids.device)
-            order = torch.arange(rows, device=ids.device)
-            first.scatter_reduce_(0, prefix_of, order, reduce="amin")
-            best = (cost, prefix, first, prefix_of)
-    return ScoringPass(begin, end, scored_from, best[1], best[2], best[3])
+        if cost < best_cost:
+            best_cost, best_prefix = cost, prefix
+    if best_prefix == 0:
+        return ScoringPass(begin, end, scored_from, 0, none, none)
+    keys = torch.cat((ids[:, :best_prefix], mask[:, :best_prefix].to(ids.dtype)), dim=1)
+    distinct, prefix_of = torch.unique(keys, dim=0, return_inverse=True)
+    first = torch.full((int(distinct.shape[0]),), rows, device=ids.device)
+    order = torch.arange(rows, device=ids.device)
+    first.scatter_reduce_(0, prefix_of, order, reduce="amin")
+    return ScoringPass(begin, end, scored_from, best_prefix, first, prefix_of)
 
 
 def gpt2_logits(model: nn.Module, input_ids: Tensor, bias: Tensor, plan: ScoringPass) -> Tensor:

@@ -1,6 +1,6 @@
 """The attack's evaluator scores cached, once-encoded sets exactly as the uncached proxies do.
 
-``Evaluator`` (``empirical.engine.attack``) tokenizes the evaluation and reference sets once and
+``Evaluator`` (``empirical.engine.evaluator``) tokenizes the evaluation and reference sets once and
 scores them in one ``inference_mode`` pass per set, the held-out loss sharing the harm
 proxy's pass. The ground truth here is the computation it replaced: tokenize each batch
 again, one ``no_grad`` forward pass for the held-out loss (``mean_token_loss`` over the
@@ -118,7 +118,8 @@ def test_recorded_numbers_equal_the_uncached_computation(
 def test_cached_evaluator_is_reused_and_follows_the_model(
     attacked: tuple[AttackOutcome, nn.Module, object],
 ) -> None:
-    """One evaluator, two models: the cache holds inputs, never scores."""
+    """One evaluator, two models: its cache holds inputs; scores are reused only at a first
+    call, for the same model bytes (tests/empirical/test_evaluation_cache.py)."""
     outcome, original, tokenizer = attacked
     splits = resolve_data(AttackConfig())
     evaluator = Evaluator(
