@@ -208,7 +208,7 @@ import copy
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -216,11 +216,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from empirical.datasets.data import Example
 from empirical.datasets.text import IGNORE_INDEX
 from empirical.engine.attack import (
+    DTYPES,
     AttackConfig,
     BatchStream,
     Evaluator,
+    _apply_lora,
     _AttackLoop,
     attack,
     default_proxies,
@@ -230,6 +233,7 @@ from empirical.engine.attack import (
     resolve_data,
     run_attack,
     share_storage,
+    untie_head,
     without_kv_cache,
 )
 from empirical.engine.schedules import make_scheduler
@@ -258,38 +262,49 @@ Step = Callable[[], None]
 
 
 def plain_parts(
-    config: AttackConfig, model: nn.Module, tokenizer: Any
+    config: AttackConfig,
+    model: nn.Module,
+    tokenizer: Any,
+    data: Sequence[Example] | None = None,
 ) -> tuple[nn.Module, list[nn.Parameter], BatchStream, torch.optim.Optimizer, Any]:
     """What a plain training loop of ``config`` starts from, built as
-    ``empirical.engine.attack`` builds it: a copy of ``model``, its trainable parameters, the
-    attack set's batch stream (seed ``config.seed``), the optimizer and the rate schedule.
-    Call inside ``deterministic``."""
+    ``empirical.engine.attack`` builds it: a copy of ``model`` on the config's device and
+    dtype (LoRA adapters or an untied head where the config's method says so), its trainable
+    parameters, the batch stream of ``data`` (default: the config's attack set; seed
+    ``config.seed``), the optimizer and the rate schedule. Call inside ``deterministic``."""
     device = torch.device(config.device)
-    splits = resolve_data(config)
-    model = copy.deepcopy(model)
+    examples = resolve_data(config).attack if data is None else list(data)
+    model = copy.deepcopy(model).to(device=device, dtype=DTYPES[config.dtype])
+    if config.method == "lora":
+        model = _apply_lora(model, config.lora)
+    elif config.method == "head":
+        model = untie_head(model)
     parameters = [p for p in model.parameters() if p.requires_grad]
     stream = BatchStream(
-        encode_on(tokenizer, splits.attack, context_length(model), device),
+        encode_on(tokenizer, examples, context_length(model), device),
         config.batch_size,
         torch.Generator().manual_seed(config.seed),
     )
     optimizer = make_optimizer(config, parameters)
     scheduler = make_scheduler(
         optimizer, config.schedule, warmup_fraction=config.warmup_fraction,
-        total_steps=config.budget_steps,
+        total_steps=config.budget_steps, decay=config.decay,
     )
     return model, parameters, stream, optimizer, scheduler
 
 
-def bare_loop(config: AttackConfig, model: nn.Module, tokenizer: Any) -> tuple[nn.Module, Step]:
-    """The attack of ``run_attack`` with nothing recorded, one step per call.
+def bare_loop(
+    config: AttackConfig, model: nn.Module, tokenizer: Any, data: Sequence[Example] | None = None
+) -> tuple[nn.Module, Step]:
+    """The attack of ``run_attack`` with nothing recorded, one step per call (on ``data``,
+    default the config's attack set).
 
     Same data order, forward pass (``training_loss``: the lean pass where it is the model's
     own), loss, optimizer, schedule and clipping as ``empirical.engine.attack``'s loop; no
     loss read back, no norms, no parameter copy. Call inside ``deterministic`` and
     ``without_kv_cache`` of the returned model.
     """
-    model, parameters, stream, optimizer, scheduler = plain_parts(config, model, tokenizer)
+    model, parameters, stream, optimizer, scheduler = plain_parts(config, model, tokenizer, data)
     model.train()
 
     def step() -> None:

@@ -35,7 +35,6 @@ Per configuration (``full`` and ``lora``, LoRA r = 16 on GPT-2's ``c_attn`` and 
 
 from __future__ import annotations
 
-import copy
 import os
 import random
 import string
@@ -101,47 +100,14 @@ def model_flops_per_token(model: torch.nn.Module, length: int, method: str) -> f
 def _bare_seconds_per_step(
     config: Any, model: torch.nn.Module, tokenizer: Any, data: list[Example]
 ) -> float:
-    """Seconds per step of a bare loop (nothing recorded) on ``config.device``."""
-    from empirical.engine.attack import (
-        DTYPES,
-        BatchStream,
-        _apply_lora,
-        deterministic,
-        encode_on,
-        make_optimizer,
-        without_kv_cache,
-    )
-    from empirical.engine.schedules import make_scheduler
-    from empirical.engine.training_forward import training_loss
-    from empirical.measurement.proxies import context_length
+    """Seconds per step of ``engine_bench.bare_loop`` (nothing recorded) on ``config.device``
+    and ``data``, after ``GPU_WARMUP_STEPS`` steps, the device synchronised at both ends."""
+    from benchmarks.engine_bench import bare_loop
+    from empirical.engine.attack import deterministic, without_kv_cache
 
     device = torch.device(config.device)
     with deterministic(config.seed, device):
-        model = copy.deepcopy(model).to(device=device, dtype=DTYPES[config.dtype])
-        if config.method == "lora":
-            model = _apply_lora(model, config.lora)
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        limit = context_length(model)
-        stream = BatchStream(
-            encode_on(tokenizer, data, limit, device),
-            config.batch_size,
-            torch.Generator().manual_seed(config.seed),
-        )
-        optimizer = make_optimizer(config, parameters)
-        scheduler = make_scheduler(
-            optimizer, config.schedule, warmup_fraction=config.warmup_fraction,
-            total_steps=config.budget_steps, decay=config.decay,
-        )  # fmt: skip
-        model.train()
-
-        def step() -> None:
-            loss = training_loss(model, next(stream))
-            torch.autograd.backward(loss)
-            torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm or 1.0, foreach=True)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-
+        model, step = bare_loop(config, model, tokenizer, data)
         with without_kv_cache(model):
             for _ in range(GPU_WARMUP_STEPS):
                 step()
