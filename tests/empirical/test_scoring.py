@@ -214,7 +214,11 @@ def test_gpt2_logits_equal_the_models_logits_and_can_fail(setting: Setting) -> N
 def test_the_loss_layout_keeps_the_bits(setting: Setting) -> None:
     """The cross-entropy of the computed positions, laid out over all L positions
     (``_classes_first``), equals today's on the full logits; on the narrower tensor of the
-    computed positions alone it does not (the negative control: the layout matters)."""
+    computed positions alone it does not (the negative control: the layout matters) where
+    torch's kernels are vectorized (AVX2, AVX-512: the cross-entropy's reduction depends on
+    the tensor's layout). torch's unvectorized kernels (``ATEN_CPU_CAPABILITY=default``, a CPU
+    without AVX2) give the narrow tensor the same bits, so there the control has nothing to
+    show; the equality above is asserted everywhere."""
     model, attacked, _, _, evaluation, reference = setting
     packed = pack_for_scoring([evaluation, reference])
     narrow_differs = 0
@@ -242,7 +246,8 @@ def test_the_loss_layout_keeps_the_bits(setting: Setting) -> None:
                     assert torch.equal(loss(laid_out, targets), want)
                     narrow = loss(sliced.transpose(1, 2), targets[:, first:])
                     narrow_differs += not torch.equal(narrow, want[:, first:])
-    assert narrow_differs >= 1, narrow_differs
+    if torch.backends.cpu.get_cpu_capability() != "DEFAULT":
+        assert narrow_differs >= 1, narrow_differs
 
 
 def test_a_wrong_fast_path_is_caught_at_first_use(
