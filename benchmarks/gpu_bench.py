@@ -50,7 +50,8 @@ PEAK_BF16_TFLOPS: dict[str, float] = {
     "H100 80GB HBM3": 989.4,  # H100 SXM
     "H100 PCIe": 756.0,
     "H100 NVL": 835.5,
-    "H200": 989.4,
+    "H200": 989.4,  # H200 SXM
+    "H200 NVL": 835.5,
     "A100-SXM4-80GB": 312.0,
     "A100-SXM4-40GB": 312.0,
     "A100 80GB PCIe": 312.0,
@@ -191,7 +192,9 @@ def run() -> dict[str, float | str]:
         return {"gpu_device": "n/a (no CUDA device)"}
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before cuBLAS starts
     name = torch.cuda.get_device_name()
-    peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    # the longest name that matches: "H200" must not take an "H200 NVL"'s place
+    known = sorted((k for k in PEAK_BF16_TFLOPS if k in name), key=len, reverse=True)
+    peak = PEAK_BF16_TFLOPS[known[0]] if known else None
     return {"gpu_device": name, **measure("cuda", peak_tflops=peak)}
 
 

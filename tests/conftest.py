@@ -53,6 +53,21 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_evaluation_caches() -> Iterator[None]:
+    """Every test module starts with the process's evaluation caches empty
+    (``empirical.engine.evaluation_cache``), so what a module tests does not depend on which
+    modules ran before it."""
+    if torch is None:  # pragma: no cover - theory-only installs
+        yield
+        return
+    from empirical.engine.evaluation_cache import FIRST_SCORES, SETS
+
+    SETS.clear()
+    FIRST_SCORES.clear()
+    yield
+
+
 @pytest.fixture(scope="module")
 def embedded() -> Any:
     """The embedded tiny GPT-2 and its tokenizer (``load_model(None)``), once per module."""

@@ -28,7 +28,7 @@ least-recently-used table of a few entries held for the life of the process:
 Costs (measured on the 2-core machine shared with other jobs, ``time.process_time``):
 ``tokenizer_fingerprint`` of the embedded character tokenizer 0.1 ms; the serialization and
 sha256 of a 50,000-token BPE tokenizer (GPT-2's size, built for the measurement) 16-18 ms.
-``model_fingerprint`` of the embedded model (105,792 parameters) 0.4 ms; sha256 ran at
+``model_fingerprint`` of the embedded model (105,792 parameters) 0.4-0.9 ms; sha256 ran at
 1.8 GB/s here, so a 124M-parameter float32 model (496 MB) costs ≈ 0.28 s by arithmetic,
 while the evaluation it may save needs ≈ 2 · 124M FLOP per token of the sets (0.25 TFLOP
 per thousand tokens). An evaluator fingerprints the model at its first evaluation only.
@@ -58,6 +58,7 @@ from torch import nn
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from empirical.engine.evaluator import PreparedSets
     from empirical.measurement.proxies import TeacherForced
 
 Value = TypeVar("Value")
@@ -100,7 +101,7 @@ class LeastRecentlyUsed(Generic[Value]):
         return len(self._entries)
 
 
-SETS: LeastRecentlyUsed[Any] = LeastRecentlyUsed(SETS_CACHED)
+SETS: LeastRecentlyUsed[PreparedSets] = LeastRecentlyUsed(SETS_CACHED)
 """Prepared sets of ``empirical.engine.evaluator.Evaluator`` (``PreparedSets``)."""
 
 FIRST_SCORES: LeastRecentlyUsed[tuple[TeacherForced | None, TeacherForced | None]] = (
@@ -135,15 +136,25 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str | None:
 
 def numeric_settings() -> tuple[object, ...]:
     """The process's settings that choose a forward pass's kernels or precision: intra-op
-    threads, float32 matmul precision, deterministic algorithms, autocast, TF32."""
+    threads, float32 matmul precision, deterministic algorithms, autocast, TF32, reduced-
+    precision reductions, cuDNN's determinism and autotuning, the fused-attention backends
+    (reading them starts no device)."""
+    cuda = torch.backends.cuda
     return (
         torch.get_num_threads(),
         torch.get_float32_matmul_precision(),
         torch.are_deterministic_algorithms_enabled(),
         torch.is_autocast_enabled("cpu"),
         torch.is_autocast_enabled("cuda"),
-        torch.backends.cuda.matmul.allow_tf32,
+        cuda.matmul.allow_tf32,
+        cuda.matmul.allow_bf16_reduced_precision_reduction,
+        cuda.matmul.allow_fp16_reduced_precision_reduction,
         torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        cuda.flash_sdp_enabled(),  # type: ignore[no-untyped-call]
+        cuda.mem_efficient_sdp_enabled(),  # type: ignore[no-untyped-call]
+        cuda.math_sdp_enabled(),  # type: ignore[no-untyped-call]
     )
 
 
@@ -167,12 +178,18 @@ def _plain(value: object) -> bool:
 
 def model_fingerprint(model: nn.Module) -> str | None:
     """sha256 of everything a plain GPT-2's evaluation reads (see the module docstring), or
-    ``None`` for any other model (not cached)."""
+    ``None`` for any other model (not cached): another class, a hook, or a module whose class
+    is neither transformers' nor torch's (e.g. adapters injected in place by peft's
+    ``inject_adapter_in_model``, whose scaling and switches live outside the tensors)."""
     gpt2 = sys.modules.get("transformers.models.gpt2.modeling_gpt2")
     if gpt2 is None or type(model) is not gpt2.GPT2LMHeadModel:
         return None
-    if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
-        return None
+    for module in model.modules():
+        origin = type(module).__module__
+        if module._forward_hooks or module._forward_pre_hooks or not (
+            origin.startswith("transformers.") or origin.startswith("torch.nn.")
+        ):
+            return None
     lm: Any = model
     config = lm.config
     settings = (

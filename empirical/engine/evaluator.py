@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -32,11 +32,15 @@ if TYPE_CHECKING:
     )
 
 
-PreparedSets = tuple[
-    "list[dict[str, Tensor]] | None", "EncodedSet | None", "EncodedSet | None", "PackedSets | None"
-]
-"""An evaluator's encoded data: the held-out loss's own batches, the evaluation and the
-reference set for teacher-forced scoring, and their packing (``None``: not used)."""
+class PreparedSets(NamedTuple):
+    """An evaluator's encoded data (``None``: not used): the held-out loss's own batches
+    (only where ``max_length`` truncates), the evaluation and the reference set for
+    teacher-forced scoring, and their packing."""
+
+    loss_batches: list[dict[str, Tensor]] | None
+    evaluation: EncodedSet | None
+    reference: EncodedSet | None
+    packed: PackedSets | None
 
 
 def encode_on(
@@ -212,7 +216,7 @@ class Evaluator:
         sets = [e for e in (evaluation_set, reference_set) if e is not None]
         if sets:
             packed = pack_for_scoring(sets)
-        return loss_batches, evaluation_set, reference_set, packed
+        return PreparedSets(loss_batches, evaluation_set, reference_set, packed)
 
     def _score(self, model: nn.Module) -> tuple[TeacherForced | None, TeacherForced | None]:
         """The teacher-forced scores of the evaluation and the reference set (``None`` for a

@@ -57,7 +57,6 @@ head-only attack and a gradient-accumulation attack is the same with the lean pa
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -67,8 +66,14 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from empirical.datasets.text import IGNORE_INDEX
+from empirical.engine.evaluation_cache import numeric_settings
 from empirical.measurement.hvp import causal_lm_loss
-from empirical.measurement.scoring import _projections, attention_bias
+from empirical.measurement.scoring import (
+    GELU_SCALE,
+    attention_bias,
+    block_projections,
+    library_module,
+)
 
 #: whether the lean pass gave the model's own loss and gradients bit for bit, per kind of
 #: batch (``_kind``), checked once per process on the first batch of that kind.
@@ -87,9 +92,6 @@ _CONFIG: dict[str, object] = {
 
 _BATCH_KEYS = frozenset({"input_ids", "attention_mask", "labels"})
 
-_GELU_SCALE = math.sqrt(2.0 / math.pi)
-
-
 @contextlib.contextmanager
 def own_forward_only() -> Iterator[None]:
     """Inside, ``training_loss`` is always the model's own forward pass (the ground truth
@@ -104,7 +106,7 @@ def own_forward_only() -> Iterator[None]:
 
 def _gelu_new(x: Tensor) -> Tensor:
     """transformers' ``NewGELUActivation``, the same expression (out of place)."""
-    return 0.5 * x * (1.0 + torch.tanh(_GELU_SCALE * (x + 0.044715 * torch.pow(x, 3.0))))
+    return 0.5 * x * (1.0 + torch.tanh(GELU_SCALE * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
 def lean_supported(model: nn.Module, batch: Mapping[str, Tensor]) -> bool:
@@ -117,8 +119,9 @@ def lean_supported(model: nn.Module, batch: Mapping[str, Tensor]) -> bool:
 def _trained_flags(model: nn.Module, mlp: type[nn.Module]) -> tuple[bool, ...] | None:
     """``requires_grad`` of every parameter of every module of ``model`` (one walk, paid at
     every step: ``model.modules()`` builds names and costs more than all of this), or
-    ``None`` where a module has a hook, gradient checkpointing, a dropout with p > 0, or an
-    MLP (of type ``mlp``) whose activation is not ``NewGELUActivation``."""
+    ``None`` where a module has a hook, gradient checkpointing, a dropout with p > 0, an MLP
+    (of type ``mlp``) whose activation is not ``NewGELUActivation``, or a class that is not
+    transformers' or torch's (``scoring.library_module``)."""
     from transformers.activations import NewGELUActivation
 
     flags: list[bool] = []
@@ -135,6 +138,7 @@ def _trained_flags(model: nn.Module, mlp: type[nn.Module]) -> tuple[bool, ...] |
             or vars(module).get("gradient_checkpointing", False)
             or (isinstance(module, nn.Dropout) and module.p != 0.0)
             or (type(module) is mlp and type(module._modules["act"]) is not NewGELUActivation)
+            or not library_module(module)
         ):
             return None
         for parameter in module._parameters.values():
@@ -146,7 +150,9 @@ def _trained_flags(model: nn.Module, mlp: type[nn.Module]) -> tuple[bool, ...] |
 
 def _kind(model: nn.Module, batch: Mapping[str, Tensor], divisor: int) -> tuple[object, ...] | None:
     """What the kernels' bits may depend on: the batch's shapes and dtypes, the model's
-    dimensions, dtype and device, the threads, which parameters are trained, the divisor;
+    dimensions, dtypes and device, the process's numeric settings (threads, matmul precision,
+    autocast, TF32, deterministic algorithms: ``evaluation_cache.numeric_settings``), which
+    parameters are trained, the divisor;
     ``None`` where ``gpt2_training_loss`` is not the model's forward pass (the module
     docstring's conditions). Paid at every step (≈ 45 µs CPU on the embedded model)."""
     gpt2 = sys.modules.get("transformers.models.gpt2.modeling_gpt2")  # loaded with any GPT-2
@@ -171,8 +177,8 @@ def _kind(model: nn.Module, batch: Mapping[str, Tensor], divisor: int) -> tuple[
     return (
         tuple((name, tuple(t.shape), t.dtype) for name, t in sorted(batch.items())),
         config.n_embd, config.n_head, config.n_layer, config.n_inner, config.vocab_size,
-        config.use_cache, head.weight.dtype, head.weight.device.type, torch.get_num_threads(),
-        torch.are_deterministic_algorithms_enabled(), divisor, trained,
+        config.use_cache, head.weight.dtype, lm.transformer.wte.weight.dtype,
+        head.weight.device.type, numeric_settings(), divisor, trained,
     )  # fmt: skip
 
 
@@ -181,7 +187,7 @@ def _attention(block: Any, hidden: Tensor, bias: Tensor) -> Tensor:
     rows, length, width = hidden.shape
     attention = block.attn
     heads = int(attention.num_heads)
-    query, key, value = _projections(block, hidden)
+    query, key, value = block_projections(block, hidden)
     query = query.view(rows, length, heads, width // heads).transpose(1, 2)
     weights = torch.matmul(query, key.transpose(-1, -2)) * attention.scaling
     weights = functional.softmax(weights + bias, dim=-1)
@@ -229,20 +235,35 @@ def _first_use(
     """Check a new kind of batch (the module docstring) and record the verdict in ``_EXACT``;
     returns the loss whose gradients were compared (the lean one where they agree, the
     model's own otherwise), its graph kept for the caller's backward pass. No ``.grad``
-    is written."""
+    is written. One graph at a time: the model's own pass is differentiated and freed
+    before the lean pass runs (at most one graph and two sets of gradients alive, not two
+    graphs: the first step needs no more memory than the check's gradients beyond a normal
+    step); where the two differ the model's own pass runs again (deterministic: the same
+    bits). A non-finite loss records no verdict (NaN equals nothing: a batch with no
+    supervised token would otherwise turn the lean pass off for its kind)."""
     trained = [p for p in model.parameters() if p.requires_grad]
-    losses, gradients = [], []
-    for loss in (causal_lm_loss(model, batch), gpt2_training_loss(model, **batch)):
+
+    def gradients(loss: Tensor, keep: bool) -> tuple[Tensor | None, ...]:
         target = loss if divisor == 1 else loss / divisor
-        losses.append(loss)
-        gradients.append(torch.autograd.grad(target, trained, retain_graph=True, allow_unused=True))
-    same = torch.equal(losses[0], losses[1]) and all(
-        (own is None and lean is None)
-        or (own is not None and lean is not None and torch.equal(own, lean))
-        for own, lean in zip(gradients[0], gradients[1], strict=True)
+        found: tuple[Tensor | None, ...] = torch.autograd.grad(
+            target, trained, retain_graph=keep, allow_unused=True
+        )
+        return found
+
+    own_loss = causal_lm_loss(model, batch)
+    own_value = own_loss.detach()
+    own = gradients(own_loss, keep=False)
+    del own_loss  # its graph is freed
+    lean_loss = gpt2_training_loss(model, **batch)
+    if not bool(torch.isfinite(own_value)):
+        return causal_lm_loss(model, batch)
+    same = torch.equal(own_value, lean_loss.detach()) and all(
+        (mine is None and theirs is None)
+        or (mine is not None and theirs is not None and torch.equal(mine, theirs))
+        for mine, theirs in zip(own, gradients(lean_loss, keep=True), strict=True)
     )
     _EXACT[kind] = same
-    return losses[1] if same else losses[0]
+    return lean_loss if same else causal_lm_loss(model, batch)
 
 
 def training_loss(model: nn.Module, batch: Mapping[str, Tensor], *, divisor: int = 1) -> Tensor:

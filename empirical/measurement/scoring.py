@@ -82,13 +82,15 @@ _EXACT: dict[tuple[object, ...], bool] = {}
 #: rows of a pass the fast path's first use of a kind of pass is checked on.
 PROBE_ROWS: int = 16
 
-_GELU_SCALE = math.sqrt(2.0 / math.pi)
+#: √(2/π) of transformers' ``NewGELUActivation`` (the training pass's GELU uses it too)
+GELU_SCALE = math.sqrt(2.0 / math.pi)
 
 
 def fast_path_supported(model: nn.Module) -> bool:
     """A plain transformers ``GPT2LMHeadModel`` in evaluation mode whose forward pass
     ``gpt2_logits`` replicates: eager attention, ``gelu_new``, no cross-attention, no
-    upcast/reordered or layer-scaled attention, a head without bias, no module hooks."""
+    upcast/reordered or layer-scaled attention, a head without bias, no module hooks, every
+    module transformers' or torch's."""
     gpt2 = sys.modules.get("transformers.models.gpt2.modeling_gpt2")  # loaded with any GPT-2
     if gpt2 is None or type(model) is not gpt2.GPT2LMHeadModel or model.training:
         return False
@@ -103,7 +105,18 @@ def fast_path_supported(model: nn.Module) -> bool:
         or lm.lm_head.bias is not None
     ):
         return False
-    return not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    return not any(
+        m._forward_hooks or m._forward_pre_hooks or not library_module(m) for m in model.modules()
+    )
+
+
+def library_module(module: nn.Module) -> bool:
+    """Whether ``module``'s class is transformers' or torch's: a module of another origin in a
+    GPT-2 (adapters injected in place, e.g. by peft's ``inject_adapter_in_model``) computes
+    something ``gpt2_logits`` does not, which a first-use check at initialisation (adapters
+    at zero) could not see."""
+    origin = type(module).__module__
+    return origin.startswith("transformers.") or origin.startswith("torch.nn.")
 
 
 def attention_bias(attention_mask: Tensor, dtype: torch.dtype) -> Tensor:
@@ -119,11 +132,11 @@ def attention_bias(attention_mask: Tensor, dtype: torch.dtype) -> Tensor:
 def _gelu_new_(x: Tensor) -> Tensor:
     """transformers' ``NewGELUActivation`` in place: 0.5·x·(1 + tanh(c·(x + 0.044715·x³)))."""
     inner = torch.pow(x, 3.0)
-    inner.mul_(0.044715).add_(x).mul_(_GELU_SCALE).tanh_().add_(1.0)
+    inner.mul_(0.044715).add_(x).mul_(GELU_SCALE).tanh_().add_(1.0)
     return x.mul_(0.5).mul_(inner)
 
 
-def _projections(block: Any, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def block_projections(block: Any, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """A block's queries (B, T, D), keys and values (B, H, T, D/H) of ``hidden`` (B, T, D)."""
     rows, tail, width = hidden.shape
     attention = block.attn
@@ -151,7 +164,7 @@ def _block(
     heads = int(attention.num_heads)
     size, kept = width // heads, tail - start
     prefix = 0 if shared is None else int(shared[0].shape[2])
-    query, own_key, own_value = _projections(block, hidden)
+    query, own_key, own_value = block_projections(block, hidden)
     key, value = own_key, own_value
     if shared is not None:
         key, value = torch.cat((shared[0], key), dim=2), torch.cat((shared[1], value), dim=2)
@@ -250,7 +263,7 @@ def gpt2_logits(model: nn.Module, input_ids: Tensor, bias: Tensor, plan: Scoring
             if index < last:
                 distinct, key, value = _block(block, distinct, distinct_bias, None, 0)
             else:
-                _, key, value = _projections(block, distinct)
+                _, key, value = block_projections(block, distinct)
             shared = (key[:, :, :prefix][plan.prefix_of], value[:, :, :prefix][plan.prefix_of])
         queries_from = start - prefix if index == last else 0
         hidden = _block(block, hidden, bias, shared, queries_from)[0]

@@ -54,8 +54,6 @@ pytestmark = [
     ),
 ]
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(autouse=True)
 def empty_caches() -> Iterator[None]:
@@ -211,8 +209,18 @@ def test_attacks_with_warm_caches_record_what_cold_ones_do() -> None:
 
     cold = run()
     assert len(SETS) == 1 and len(FIRST_SCORES) == 1
-    warm = run()
+    scored: list[int] = []
+    score_packed = proxies.score_packed
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        scored.append(1)
+        return score_packed(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(proxies, "score_packed", counted)
+        warm = run()
     assert warm == cold
+    assert len(scored) == 2  # steps 10 and 20 scored; theta_0's scores came from the cache
     SETS.clear()
     FIRST_SCORES.clear()
     assert run() == cold

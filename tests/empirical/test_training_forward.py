@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 import empirical.engine.training_forward as training_forward
+from empirical.datasets.text import IGNORE_INDEX
 from empirical.engine.attack import (
     AttackConfig,
     LoraSettings,
@@ -118,6 +119,58 @@ def test_lean_loss_and_gradients_equal_the_models_own(embedded: Any, batch: Batc
     assert list(training_forward._EXACT.values()) == [True]
     assert same(own, checked)
     assert same(own, loss_and_grads(model, lambda: training_loss(model, batch)))
+
+
+def padded(batch: Batch) -> Batch:
+    """``batch`` with padding: its first rows right-padded (their last 3 positions masked,
+    unsupervised), the next left-padded (the first 2), one row with every label −100."""
+    ids, mask, labels = (batch[k].clone() for k in ("input_ids", "attention_mask", "labels"))
+    mask[:4, -3:], labels[:4, -3:] = 0, IGNORE_INDEX
+    mask[4:8, :2], labels[4:8, :2] = 0, IGNORE_INDEX
+    labels[8] = IGNORE_INDEX
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def test_padded_batches_are_equal_too(embedded: Any, batch: Batch) -> None:
+    """Masked keys (right and left padding) and a row with no supervised token: the same
+    loss and gradients, and the check agrees."""
+    model, ragged = training_copy(embedded), padded(batch)
+    assert not torch.equal(ragged["attention_mask"], batch["attention_mask"])
+    own = loss_and_grads(model, lambda: causal_lm_loss(model, ragged))
+    assert same(own, loss_and_grads(model, lambda: gpt2_training_loss(model, **ragged)))
+    assert same(own, loss_and_grads(model, lambda: training_loss(model, ragged)))
+    assert list(training_forward._EXACT.values()) == [True]
+
+
+def test_a_batch_without_supervised_tokens_records_no_verdict(embedded: Any, batch: Batch) -> None:
+    """Its loss is NaN (0/0), which equals nothing: the check must not turn the lean pass
+    off for the kind on its account; the next batch of the kind is checked and passes."""
+    model = training_copy(embedded)
+    empty = {**batch, "labels": torch.full_like(batch["labels"], IGNORE_INDEX)}
+    assert not bool(torch.isfinite(training_loss(model, empty)))
+    assert training_forward._EXACT == {}
+    assert same(
+        loss_and_grads(model, lambda: causal_lm_loss(model, batch)),
+        loss_and_grads(model, lambda: training_loss(model, batch)),
+    )
+    assert list(training_forward._EXACT.values()) == [True]
+
+
+def test_adapters_injected_in_place_take_the_models_own_pass(embedded: Any, batch: Batch) -> None:
+    """LoRA layers put into a plain GPT-2 in place (peft's ``inject_adapter_in_model``): the
+    model's class is still GPT-2's, but the adapters' modules are not transformers' or
+    torch's, so neither the lean training pass nor the evaluation's fast path is taken."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from empirical.measurement.scoring import fast_path_supported
+
+    model = training_copy(embedded)
+    injected: Any = inject_adapter_in_model(
+        LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True), training_copy(embedded)
+    )
+    assert type(injected) is type(model) and lean_supported(model, batch)
+    assert not lean_supported(injected, batch)
+    assert fast_path_supported(model.eval()) and not fast_path_supported(injected.eval())
 
 
 def test_the_check_writes_no_gradient(embedded: Any, batch: Batch) -> None:
