@@ -192,7 +192,8 @@ step:
     rest         0.18   0.11   0.74
     step         7.39   7.26   9.10
 
-and the ratio 1.239 (1.233–1.272, this module's ``run``, 5 lockstep runs). Forward and
+and the ratio 1.239 (1.233–1.272, this module's ``run``, 5 lockstep runs; 1.217, 1.211–1.235, in
+a later ``make bench`` on the quiet machine). Forward and
 backward are 6.13 of our 7.39 ms: with nothing else at all the ratio would be 9.10 / 6.13 =
 1.48, so 1.5× is out of reach for a loop that computes what the model computes with eager
 kernels. The backward pass is the model's own graph; making it cheaper means other kernels
