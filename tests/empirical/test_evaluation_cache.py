@@ -44,15 +44,10 @@ from empirical.engine.evaluation_cache import (
 from empirical.engine.evaluator import Evaluator
 from empirical.measurement import proxies
 from empirical.measurement.proxies import CapabilityProxy, HarmProxy, sampled_harm, task_accuracy
-from empirical.models.model import EMBEDDED_MODEL_DIR, load_model
+from empirical.models.model import load_model
+from tests.markers import EMBEDDED_SLOW
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (EMBEDDED_MODEL_DIR / "config.json").is_file(),
-        reason="embedded model not built yet (empirical/assets/embedded)",
-    ),
-]
+pytestmark = EMBEDDED_SLOW
 
 
 @pytest.fixture(autouse=True)

@@ -45,15 +45,10 @@ from empirical.measurement.proxies import (
     keyword_refusal,
     task_accuracy,
 )
-from empirical.models.model import EMBEDDED_MODEL_DIR, load_model
+from empirical.models.model import load_model
+from tests.markers import EMBEDDED_SLOW
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (EMBEDDED_MODEL_DIR / "config.json").is_file(),
-        reason="embedded model not built yet (empirical/assets/embedded)",
-    ),
-]
+pytestmark = EMBEDDED_SLOW
 
 torch.set_num_threads(1)
 

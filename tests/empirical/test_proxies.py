@@ -40,7 +40,8 @@ from empirical.measurement.proxies import (
     teacher_forced,
 )
 from empirical.measurement.trajectory import Trajectory
-from empirical.models.model import EMBEDDED_MODEL_DIR, build_char_tokenizer, load_model, tiny_gpt2
+from empirical.models.model import build_char_tokenizer, load_model, tiny_gpt2
+from tests.markers import needs_embedded
 from theory.errors import HftaInputError
 
 torch.set_num_threads(1)
@@ -349,10 +350,7 @@ def test_bad_examples_raise_hfta_input_error() -> None:
 
 # ---------------------------------------------------------------------- embedded model
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (EMBEDDED_MODEL_DIR / "config.json").is_file(),
-    reason="embedded model not built yet (empirical/assets/embedded)",
-)
+@needs_embedded
 def test_teacher_forcing_agrees_with_greedy_on_the_embedded_model() -> None:
     model, tokenizer = load_model()
     bench = embedded_benchmark(seed=0)
@@ -390,10 +388,7 @@ def _independent_sequence_probabilities(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (EMBEDDED_MODEL_DIR / "config.json").is_file(),
-    reason="embedded model not built yet (empirical/assets/embedded)",
-)
+@needs_embedded
 def test_sampled_harm_is_the_probability_of_sampling_each_response() -> None:
     """On the embedded model: the proxy's per-example values equal exp(−CE) recomputed from
     the logits; a refusal or a safe example counts 0. Negative control: one perturbed value

@@ -63,15 +63,10 @@ from empirical.measurement.scoring import (
     gpt2_logits,
     scored_logits,
 )
-from empirical.models.model import EMBEDDED_MODEL_DIR, load_model
+from empirical.models.model import load_model
+from tests.markers import EMBEDDED_SLOW
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (EMBEDDED_MODEL_DIR / "config.json").is_file(),
-        reason="embedded model not built yet (empirical/assets/embedded)",
-    ),
-]
+pytestmark = EMBEDDED_SLOW
 
 Setting = tuple[nn.Module, nn.Module, list[Example], list[Example], EncodedSet, EncodedSet]
 

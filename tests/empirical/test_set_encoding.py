@@ -44,7 +44,8 @@ from empirical.datasets.text import IGNORE_INDEX, format_prompt
 from empirical.engine.attack import AttackConfig, resolve_data
 from empirical.measurement.proxies import encode_for_scoring, pack_for_scoring
 from empirical.measurement.scoring import MIN_QUERY_ROWS, ScoringPass, plan_pass
-from empirical.models.model import EMBEDDED_MODEL_DIR, build_char_tokenizer, load_model
+from empirical.models.model import build_char_tokenizer, load_model
+from tests.markers import needs_embedded
 from theory.errors import HftaInputError
 
 CPU = torch.device("cpu")
@@ -290,10 +291,7 @@ def test_a_mask_blind_planner_is_caught() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (EMBEDDED_MODEL_DIR / "config.json").is_file(),
-    reason="embedded model not built yet (empirical/assets/embedded)",
-)
+@needs_embedded
 def test_the_embedded_benchmark_encodes_and_plans_as_before() -> None:
     model, tokenizer = load_model()
     limit = int(model.config.n_positions)

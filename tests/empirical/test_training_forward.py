@@ -53,15 +53,9 @@ from empirical.engine.training_forward import (
 )
 from empirical.measurement.hvp import causal_lm_loss
 from empirical.measurement.proxies import context_length
-from empirical.models.model import EMBEDDED_MODEL_DIR
+from tests.markers import EMBEDDED_SLOW
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (EMBEDDED_MODEL_DIR / "config.json").is_file(),
-        reason="embedded model not built yet (empirical/assets/embedded)",
-    ),
-]
+pytestmark = EMBEDDED_SLOW
 
 Batch = dict[str, Tensor]
 
