@@ -30,7 +30,10 @@ Per configuration (``full`` and ``lora``, LoRA r = 16 on GPT-2's ``c_attn`` and 
   device). Model FLOPs per token (Chowdhery et al. 2022, PaLM, appendix B): 6N + 12 n_layer
   d L for full fine-tuning (N the parameters, L the padded length), and 4N + 12 n_layer d L for
   LoRA (no weight gradients of the frozen weights: the forward 2N and the input gradients 2N),
-  counted on every padded token of a step.
+  counted on every padded token of a step;
+* ``gpu_{method}_peak_memory_gib``: the device's peak allocated memory over the attacks and
+  the bare loop of the configuration; ``gpu_{method}_error``: the first line of the error
+  where a configuration failed (the other configuration still runs).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from typing import Any
 import torch
 
 from empirical.datasets.data import Example
+from theory.errors import HftaInputError
 
 #: dense bfloat16 peak of the devices a session may be lent (vendor data sheets, TFLOP/s)
 PEAK_BF16_TFLOPS: dict[str, float] = {
@@ -173,9 +177,19 @@ def measure(
         inputs = AttackInputs(
             model=model, tokenizer=tokenizer, data=data, evaluation=held_out, reference=held_out
         )
-        attack(config.model_copy(update={"budget_steps": GPU_WARMUP_STEPS}), **inputs)
-        ours = attack(config, **inputs).trajectory.steps_per_second
-        bare = 1.0 / _bare_seconds_per_step(config, model, tokenizer, data)
+        if config.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        try:  # one configuration failing (a kernel without a deterministic version, memory)
+            attack(config.model_copy(update={"budget_steps": GPU_WARMUP_STEPS}), **inputs)
+            ours = attack(config, **inputs).trajectory.steps_per_second
+            bare = 1.0 / _bare_seconds_per_step(config, model, tokenizer, data)
+        except (RuntimeError, HftaInputError) as exc:  # is recorded; the other still runs
+            figures[f"gpu_{method}_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            continue
+        if config.device == "cuda":
+            figures[f"gpu_{method}_peak_memory_gib"] = _figure(
+                torch.cuda.max_memory_allocated() / 2**30
+            )
         flops = model_flops_per_token(model, length, method) * batch_size * length
         figures[f"gpu_{method}_steps_per_second"] = _figure(ours)
         figures[f"gpu_{method}_bare_steps_per_second"] = _figure(bare)

@@ -4,6 +4,7 @@ with a GPU runs is known to work before one is lent."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -43,3 +44,26 @@ def test_without_cuda_nothing_is_measured() -> None:
     from benchmarks.gpu_bench import run
 
     assert run() == {"gpu_device": "n/a (no CUDA device)"}
+
+
+def test_a_failing_configuration_is_recorded_and_the_other_still_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A kernel without a deterministic version on the device (a RuntimeError) in LoRA only:
+    its error is a figure, full fine-tuning's figures are still measured."""
+    import empirical.engine.attack as engine
+
+    real = engine.attack
+
+    def lora_fails(config: Any, **inputs: Any) -> Any:
+        if config.method == "lora":
+            raise RuntimeError("no deterministic implementation\nsecond line")
+        return real(config, **inputs)
+
+    monkeypatch.setattr(engine, "attack", lora_fails)
+    figures = measure(
+        "cpu", TOY, dtype="float32", steps=7, characters=6, examples=24, batch_size=4,
+    )  # fmt: skip
+    assert figures["gpu_lora_error"] == "RuntimeError: no deterministic implementation"
+    assert "gpu_lora_steps_per_second" not in figures
+    assert isinstance(figures["gpu_full_steps_per_second"], float)
