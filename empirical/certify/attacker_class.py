@@ -27,11 +27,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from empirical.engine.attack_config import ScheduleName
+from empirical.engine.attack_config import PositiveFloat, ScheduleName, UnitFraction
 from theory.errors import HftaInputError
 from theory.framework import Optimizer
 from theory.theorems import contraction_tail
@@ -45,9 +45,6 @@ __all__ = [
     "limit_radius",
     "step_radii",
 ]
-
-PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-UnitFraction = Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)]
 
 #: an unbounded class's strongest attack runs until its remaining reach is below this × R_∞
 REMAINING_REACH_FRACTION = 0.01

@@ -14,8 +14,8 @@ least-recently-used table of a few entries held for the life of the process:
 * **Scores of the first iterate** (``FIRST_SCORES``): the ``TeacherForced`` results of an
   evaluator's first evaluation (θ₀ in an attack), keyed by the sets' key and
   ``model_fingerprint``: the model's class, its configuration, its modules' classes and
-  plain attributes (``module_state``), the process's numeric
-  settings (``numeric_settings``: threads, matmul precision, autocast, TF32) and the exact
+  plain attributes (``module_state``), the process's numeric settings
+  (``empirical.measurement.numerics``: threads, matmul precision, autocast, TF32) and the exact
   bytes (with names, shapes, dtypes and devices) of every parameter and buffer its forward
   pass reads. The scoring is a deterministic function of those (same inputs, same kernels,
   same process: ``empirical.measurement.scoring``'s fast path gives the model's own bits,
@@ -54,6 +54,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 import torch
 from torch import nn
+
+from empirical.measurement.numerics import numeric_settings
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -132,30 +134,6 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str | None:
     digest = hashlib.sha256(repr(wrapper).encode())
     digest.update(str(to_str()).encode())
     return digest.hexdigest()
-
-
-def numeric_settings() -> tuple[object, ...]:
-    """The process's settings that choose a forward pass's kernels or precision: intra-op
-    threads, float32 matmul precision, deterministic algorithms, autocast, TF32, reduced-
-    precision reductions, cuDNN's determinism and autotuning, the fused-attention backends
-    (reading them starts no device)."""
-    cuda = torch.backends.cuda
-    return (
-        torch.get_num_threads(),
-        torch.get_float32_matmul_precision(),
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_autocast_enabled("cpu"),
-        torch.is_autocast_enabled("cuda"),
-        cuda.matmul.allow_tf32,
-        cuda.matmul.allow_bf16_reduced_precision_reduction,
-        cuda.matmul.allow_fp16_reduced_precision_reduction,
-        torch.backends.cudnn.allow_tf32,
-        torch.backends.cudnn.deterministic,
-        torch.backends.cudnn.benchmark,
-        cuda.flash_sdp_enabled(),  # type: ignore[no-untyped-call]
-        cuda.mem_efficient_sdp_enabled(),  # type: ignore[no-untyped-call]
-        cuda.math_sdp_enabled(),  # type: ignore[no-untyped-call]
-    )
 
 
 def module_state(name: str, module: nn.Module) -> tuple[object, ...]:

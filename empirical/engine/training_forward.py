@@ -66,13 +66,14 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from empirical.datasets.text import IGNORE_INDEX
-from empirical.engine.evaluation_cache import numeric_settings
 from empirical.measurement.hvp import causal_lm_loss
+from empirical.measurement.numerics import numeric_settings
 from empirical.measurement.scoring import (
     GELU_SCALE,
     attention_bias,
     block_projections,
     library_module,
+    replicated_config,
 )
 
 #: whether the lean pass gave the model's own loss and gradients bit for bit, per kind of
@@ -81,14 +82,6 @@ _EXACT: dict[tuple[object, ...], bool] = {}
 
 #: the lean pass is tried at all (``own_forward_only`` switches it off, for comparisons).
 _ENABLED: list[bool] = [True]
-
-#: the configuration a GPT-2 needs for ``gpt2_training_loss`` to be its forward pass.
-_CONFIG: dict[str, object] = {
-    "_attn_implementation": "eager",
-    "add_cross_attention": False,
-    "reorder_and_upcast_attn": False,
-    "scale_attn_by_inverse_layer_idx": False,
-}
 
 _BATCH_KEYS = frozenset({"input_ids", "attention_mask", "labels"})
 
@@ -151,7 +144,7 @@ def _trained_flags(model: nn.Module, mlp: type[nn.Module]) -> tuple[bool, ...] |
 def _kind(model: nn.Module, batch: Mapping[str, Tensor], divisor: int) -> tuple[object, ...] | None:
     """What the kernels' bits may depend on: the batch's shapes and dtypes, the model's
     dimensions, dtypes and device, the process's numeric settings (threads, matmul precision,
-    autocast, TF32, deterministic algorithms: ``evaluation_cache.numeric_settings``), which
+    autocast, TF32, deterministic algorithms: ``empirical.measurement.numerics``), which
     parameters are trained, the divisor;
     ``None`` where ``gpt2_training_loss`` is not the model's forward pass (the module
     docstring's conditions). Paid at every step (≈ 45 µs CPU on the embedded model)."""
@@ -165,7 +158,7 @@ def _kind(model: nn.Module, batch: Mapping[str, Tensor], divisor: int) -> tuple[
         return None
     lm: Any = model
     config, head = lm.config, lm.lm_head
-    if any(getattr(config, name, None) != value for name, value in _CONFIG.items()):
+    if not replicated_config(config):
         return None
     from transformers.loss.loss_utils import ForCausalLMLoss
 

@@ -65,6 +65,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from empirical.datasets.text import IGNORE_INDEX
+from empirical.measurement.numerics import numeric_settings
 
 #: the fewest query rows a sliced last block keeps (see the module docstring: fewer rows took
 #: another batched-matmul kernel with other bits, measured on this project's CPU build).
@@ -72,7 +73,8 @@ MIN_QUERY_ROWS: int = 4
 
 #: whether the fast path gave the model's own logits bit for bit, per (length, first
 #: computed position, shared prefix, rows, distinct prefixes, model dimensions, dtype, device,
-#: threads), checked once per process on the first ``PROBE_ROWS`` rows of the first such pass
+#: the numeric settings of ``empirical.measurement.numerics``: threads, precision, autocast …),
+#: checked once per process on the first ``PROBE_ROWS`` rows of the first such pass
 #: (a row's logits do not depend on the other rows of its pass: ``score_packed``'s packing
 #: rests on that too). The rows and the distinct prefixes set the row counts of the sliced
 #: passes' matrix products, and a kernel's bits can depend on those (``MIN_QUERY_ROWS``): a
@@ -86,6 +88,22 @@ PROBE_ROWS: int = 16
 GELU_SCALE = math.sqrt(2.0 / math.pi)
 
 
+#: the GPT-2 configuration whose forward pass ``gpt2_logits`` and the training pass of
+#: ``empirical.engine.training_forward`` write out (transformers' ``modeling_gpt2``)
+REPLICATED_CONFIG: dict[str, object] = {
+    "_attn_implementation": "eager",
+    "activation_function": "gelu_new",
+    "add_cross_attention": False,
+    "reorder_and_upcast_attn": False,
+    "scale_attn_by_inverse_layer_idx": False,
+}
+
+
+def replicated_config(config: object) -> bool:
+    """Whether a GPT-2 configuration is ``REPLICATED_CONFIG``'s."""
+    return all(getattr(config, name, None) == value for name, value in REPLICATED_CONFIG.items())
+
+
 def fast_path_supported(model: nn.Module) -> bool:
     """A plain transformers ``GPT2LMHeadModel`` in evaluation mode whose forward pass
     ``gpt2_logits`` replicates: eager attention, ``gelu_new``, no cross-attention, no
@@ -95,15 +113,7 @@ def fast_path_supported(model: nn.Module) -> bool:
     if gpt2 is None or type(model) is not gpt2.GPT2LMHeadModel or model.training:
         return False
     lm: Any = model
-    config = lm.config
-    if (
-        config._attn_implementation != "eager"
-        or config.activation_function != "gelu_new"
-        or config.add_cross_attention
-        or config.reorder_and_upcast_attn
-        or config.scale_attn_by_inverse_layer_idx
-        or lm.lm_head.bias is not None
-    ):
+    if not replicated_config(lm.config) or lm.lm_head.bias is not None:
         return False
     return not any(
         m._forward_hooks or m._forward_pre_hooks or not library_module(m) for m in model.modules()
@@ -292,7 +302,7 @@ def scored_logits(
         length, start, plan.shared, rows, int(plan.representatives.shape[0]),
         config.n_embd, config.n_head, config.n_layer,
         int(lm.transformer.h[0].mlp.c_fc.weight.shape[1]), int(weight.shape[0]),
-        weight.dtype, weight.device.type, torch.get_num_threads(),
+        weight.dtype, weight.device.type, numeric_settings(),
     )  # fmt: skip
     exact = _EXACT.get(key)
     if exact is False:

@@ -23,7 +23,9 @@ from empirical.engine.attack_config import (
     LoraSettings,
     MethodName,
     OptimizerName,
+    PositiveFloat,
     ScheduleName,
+    UnitFraction,
 )
 from theory.errors import HftaInputError
 from theory.framework import ThreatModel
@@ -41,9 +43,6 @@ AXES: tuple[str, ...] = (
     "seed",
 )
 """The searched ``AttackConfig`` fields, in grid order (the threat model's order)."""
-
-PositiveRate = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-Fraction = Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)]
 
 
 def _distinct(values: tuple[Any, ...], name: str) -> None:
@@ -67,12 +66,12 @@ class SearchSpace(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     base: AttackConfig = Field(default_factory=AttackConfig)
-    learning_rates: tuple[PositiveRate, ...] | None = None
-    learning_rate_range: tuple[PositiveRate, PositiveRate] | None = None
+    learning_rates: tuple[PositiveFloat, ...] | None = None
+    learning_rate_range: tuple[PositiveFloat, PositiveFloat] | None = None
     grid_learning_rates: int = Field(default=3, ge=2)
     optimizers: tuple[OptimizerName, ...] = ("adamw",)
     schedules: tuple[ScheduleName, ...] = ("cosine",)
-    warmup_fractions: tuple[Fraction, ...] = (0.1,)
+    warmup_fractions: tuple[UnitFraction, ...] = (0.1,)
     methods: tuple[MethodName, ...] = ("full",)
     batch_sizes: tuple[Annotated[int, Field(ge=1)], ...] = (16,)
     seeds: tuple[Annotated[int, Field(ge=0)], ...] = (0,)

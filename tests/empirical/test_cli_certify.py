@@ -66,6 +66,16 @@ def test_a_small_class_is_certified_with_exit_zero_and_json(
         (["--lr-max", "-1"], "max_learning_rate"),
         (["--model", "MISSING"], "--model"),
         (["--data", "MISSING"], "MISSING"),
+        # the exponential (unbounded) classes' combinations
+        (["--decay", "0.9"], "decay is given with, and only with, schedule 'exponential'"),
+        (["--schedule", "exponential"], "decay is given with, and only with"),
+        (["--schedule", "exponential", "--decay", "1.5"], "decay"),
+        (["--schedule", "exponential", "--decay", "0"], "decay"),
+        (["--schedule", "exponential", "--decay", "0.9", "--optimizer", "adam"], "budget_steps"),
+        (["--schedule", "exponential", "--decay", "0.9", "--warmup", "0.1"], "no warm-up"),
+        (["--schedule", "exponential", "--decay", "0.9", "--clip", "0"], "clipping norm"),
+        (["--constant-steps", "5"], "constant_steps"),
+        (["--schedule", "geometric"], "--schedule must be"),
     ],
 )
 def test_bad_input_is_one_line_exit_two_before_any_compute(

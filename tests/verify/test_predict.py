@@ -42,6 +42,7 @@ from empirical.verify.predict import (
 from empirical.verify.stages import Services, prepare, verify
 from empirical.verify.theory import start_point
 from empirical.verify.workspace import Log, VerifyOptions, Workspace
+from tests.verify._recorders import PredictRecorder
 from tests.verify.test_stages import CLAIM, StandIn, _claim, _trajectory
 from theory.theorems.harm_radius import certified_steps
 
@@ -49,29 +50,8 @@ POINTS = 2
 """Ball points for the tests' own margin estimates (the verifier uses ``BALL_POINTS``)."""
 
 
-class Recorder:
-    """A ``PredictAttacks`` that runs the real stage and records when it ran."""
-
-    def __init__(self, events: list[str], inner: Any = predict_attacks) -> None:
-        self.events = events
-        self.inner = inner
-
-    def __call__(
-        self,
-        claim: Claim,
-        data: ClaimData,
-        plan: AttackPlan,
-        workspace: Workspace,
-        immunized: Path | None,
-        log: Log = print,
-    ) -> Predictions:
-        self.events.append("predict")
-        result: Predictions = self.inner(claim, data, plan, workspace, immunized, log)
-        return result
-
-
 class OrderedStandIn(StandIn):
-    """The stand-in attacker, writing into the same event list as ``Recorder``."""
+    """The stand-in attacker, writing into the same event list as ``PredictRecorder``."""
 
     def __init__(self, events: list[str]) -> None:
         super().__init__()
@@ -182,7 +162,7 @@ def test_the_lipschitz_estimate_is_the_margin_gradient_norm() -> None:
 def test_predict_runs_before_any_attack(tmp_path: Path) -> None:
     events: list[str] = []
     services = Services(
-        run_attacks=OrderedStandIn(events), measure_path=False, predict=Recorder(events)
+        run_attacks=OrderedStandIn(events), measure_path=False, predict=PredictRecorder(events)
     )
     result = verify(prepare(_claim()), Workspace(tmp_path), services=services)
     assert events[0] == "predict" and events.count("predict") == 1

@@ -21,14 +21,13 @@ import empirical.engine.attack as engine_attack
 from empirical.engine.attack_config import AttackConfig
 from empirical.measurement.trajectory import Trajectory
 from empirical.verify.api import verify_claim
-from empirical.verify.claim import Claim, ClaimData, parse_claim
+from empirical.verify.claim import Claim, parse_claim
 from empirical.verify.outcome import AttackRun
 from empirical.verify.plan import AttackPlan, plan_attacks
 from empirical.verify.predict import (
     Predictions,
     compare,
     predict,
-    predict_attacks,
     step_radii,
     warnings_of,
 )
@@ -42,8 +41,9 @@ from empirical.verify.predict_search import (
 )
 from empirical.verify.stages import Services, prepare
 from empirical.verify.theory import start_point
-from empirical.verify.workspace import Log, VerifyOptions, Workspace
+from empirical.verify.workspace import VerifyOptions, Workspace
 from tests.verify._claims import tiny_claim
+from tests.verify._recorders import PredictRecorder
 from tests.verify.test_stages import _trajectory
 from theory.errors import HftaInputError
 from theory.theorems.harm_radius import steps_beyond
@@ -64,38 +64,17 @@ def _search_claim(name: str = "search predictions", *, extra: str = "") -> str:
     )
 
 
-class Recorder:
-    """The real ``predict_attacks``, recording when it ran and what it stated."""
-
-    def __init__(self, events: list[str]) -> None:
-        self.events = events
-        self.stated: Predictions | None = None
-
-    def __call__(
-        self,
-        claim: Claim,
-        data: ClaimData,
-        plan: AttackPlan,
-        workspace: Workspace,
-        immunized: Path | None,
-        log: Log = print,
-    ) -> Predictions:
-        self.events.append("predict")
-        self.stated = predict_attacks(claim, data, plan, workspace, immunized, log)
-        return self.stated
-
-
 @pytest.fixture(scope="module")
 def searched(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[Path, list[str], Recorder]]:
+) -> Iterator[tuple[Path, list[str], PredictRecorder]]:
     """One real verification of the search claim (real attacks on the embedded model), every
     attack recorded as it starts."""
     directory = tmp_path_factory.mktemp("search")
     claim_file = directory / "claim.toml"
     claim_file.write_text(_search_claim(), encoding="utf-8")
     events: list[str] = []
-    recorder = Recorder(events)
+    recorder = PredictRecorder(events)
     real = engine_attack.run_attack
 
     def recorded(config: AttackConfig, *args: Any, **kwargs: Any) -> Trajectory:
@@ -115,7 +94,7 @@ def searched(
 
 # --------------------------------------------------------------------------- before the search
 def test_the_search_classes_are_predicted_before_any_trial(
-    searched: tuple[Path, list[str], Recorder],
+    searched: tuple[Path, list[str], PredictRecorder],
 ) -> None:
     out, events, recorder = searched
     assert events[0] == "predict" and events.count("predict") == 1
@@ -144,7 +123,7 @@ def test_the_search_classes_are_predicted_before_any_trial(
 
 
 def test_every_trial_is_checked_against_its_class(
-    searched: tuple[Path, list[str], Recorder],
+    searched: tuple[Path, list[str], PredictRecorder],
 ) -> None:
     out, events, _ = searched
     written = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
@@ -180,7 +159,7 @@ def test_every_trial_is_checked_against_its_class(
 
 # --------------------------------------------------------------------------- controls
 def test_a_class_prediction_above_a_real_trials_break_is_violated(
-    searched: tuple[Path, list[str], Recorder],
+    searched: tuple[Path, list[str], PredictRecorder],
 ) -> None:
     """The measured trials of the real search, checked again against a stand-in class
     prediction one step later than a measured break: that trial is reported violated (and
