@@ -34,6 +34,13 @@ Per configuration (``full`` and ``lora``, LoRA r = 16 on GPT-2's ``c_attn`` and 
 * ``gpu_{method}_peak_memory_gib``: the device's peak allocated memory over the attacks and
   the bare loop of the configuration; ``gpu_{method}_error``: the first line of the error
   where a configuration failed (the other configuration still runs).
+
+And one ``hfta verify`` of the demo claim (claims/demo.toml) cold, in a fresh output and work
+directory, on the GPU (``--device cuda``) and then on the CPU (``verify_demo``):
+``gpu_verify_{device}_seconds`` (wall), ``gpu_verify_{device}_verdict`` and each condition's
+status (``gpu_verify_{device}_{condition}``), or ``gpu_verify_{device}_error``, the first line
+of its error; ``gpu_verify_same_verdict``: whether the two verdicts and every condition's status
+agree (the numbers themselves differ in their last bits: other kernels).
 """
 
 from __future__ import annotations
@@ -41,12 +48,15 @@ from __future__ import annotations
 import os
 import random
 import string
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from empirical.datasets.data import Example
+from empirical.engine.attack_config import DeviceName
 from theory.errors import HftaInputError
 
 #: dense bfloat16 peak of the devices a session may be lent (vendor data sheets, TFLOP/s)
@@ -201,6 +211,44 @@ def measure(
     return figures
 
 
+def verify_demo(device: DeviceName, claim: Path | None = None) -> dict[str, float | str]:
+    """One cold ``hfta verify`` of ``claim`` (default: the demo's) on ``device`` (module
+    docstring), in a fresh temporary output and work directory."""
+    from empirical.verify.api import verify_claim
+    from empirical.verify.workspace import VerifyOptions
+
+    prefix = f"gpu_verify_{device}"
+    with tempfile.TemporaryDirectory(prefix="hfta-gpu-verify-") as scratch:
+        started = time.perf_counter()
+        try:
+            result = verify_claim(
+                claim, Path(scratch) / "out", options=VerifyOptions(progress=False, device=device)
+            )
+        except Exception as exc:  # any failure on the device is the figure; the rest still runs
+            return {f"{prefix}_error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
+        seconds = time.perf_counter() - started
+    conditions = result.record["conditions"]
+    assert isinstance(conditions, dict)
+    return {
+        f"{prefix}_seconds": _figure(seconds),
+        f"{prefix}_verdict": str(result.record["verdict"]),
+        **{f"{prefix}_{name}": str(entry["status"]) for name, entry in conditions.items()},
+    }
+
+
+def same_verdict(figures: dict[str, float | str]) -> bool:
+    """Whether the GPU's and the CPU's verify gave the same verdict and condition statuses."""
+    def statuses(device: str) -> dict[str, float | str]:
+        prefix = f"gpu_verify_{device}_"
+        return {
+            k.removeprefix(prefix): v for k, v in figures.items()
+            if k.startswith(prefix) and k != f"{prefix}seconds"
+        }  # fmt: skip
+
+    gpu = statuses("cuda")
+    return bool(gpu) and "error" not in gpu and gpu == statuses("cpu")
+
+
 def run() -> dict[str, float | str]:
     if not torch.cuda.is_available():
         return {"gpu_device": "n/a (no CUDA device)"}
@@ -209,7 +257,11 @@ def run() -> dict[str, float | str]:
     # the longest name that matches: "H200" must not take an "H200 NVL"'s place
     known = sorted((k for k in PEAK_BF16_TFLOPS if k in name), key=len, reverse=True)
     peak = PEAK_BF16_TFLOPS[known[0]] if known else None
-    return {"gpu_device": name, **measure("cuda", peak_tflops=peak)}
+    figures: dict[str, float | str] = {"gpu_device": name, **measure("cuda", peak_tflops=peak)}
+    figures.update(verify_demo("cuda"))
+    figures.update(verify_demo("cpu"))
+    figures["gpu_verify_same_verdict"] = str(same_verdict(figures))
+    return figures
 
 
 if __name__ == "__main__":

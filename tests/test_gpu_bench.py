@@ -67,3 +67,45 @@ def test_a_failing_configuration_is_recorded_and_the_other_still_runs(
     assert figures["gpu_lora_error"] == "RuntimeError: no deterministic implementation"
     assert "gpu_lora_steps_per_second" not in figures
     assert isinstance(figures["gpu_full_steps_per_second"], float)
+
+
+class _Verified:
+    def __init__(self, verdict: str, statuses: dict[str, str]) -> None:
+        self.record: dict[str, object] = {
+            "verdict": verdict,
+            "conditions": {name: {"status": s} for name, s in statuses.items()},
+        }
+
+
+def test_the_verify_figures_and_their_comparison(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``verify_demo`` records the verdict and every condition's status per device (the run
+    itself is the API's, tested in tests/verify); ``same_verdict`` compares them, and a
+    device whose verify failed records its error's first line and is never "the same"."""
+    import empirical.verify.api as api
+    from benchmarks.gpu_bench import same_verdict, verify_demo
+
+    statuses = {"weak_resistance": "holds", "stability": "holds"}
+    asked: list[str] = []
+
+    def verified(claim: Any, out: Any, *, options: Any) -> _Verified:
+        asked.append(options.device)
+        assert not out.exists()  # a fresh output directory
+        return _Verified("holds", statuses)
+
+    monkeypatch.setattr(api, "verify_claim", verified)
+    figures = {**verify_demo("cuda"), **verify_demo("cpu")}
+    assert asked == ["cuda", "cpu"]
+    assert figures["gpu_verify_cuda_weak_resistance"] == "holds"
+    assert isinstance(figures["gpu_verify_cpu_seconds"], float)
+    assert same_verdict(figures)
+    assert not same_verdict({**figures, "gpu_verify_cpu_stability": "violated"})
+
+    def fails(claim: Any, out: Any, *, options: Any) -> _Verified:
+        raise RuntimeError("Expected all tensors to be on the same device\nmore")
+
+    monkeypatch.setattr(api, "verify_claim", fails)
+    broken = {**verify_demo("cuda"), **{k: v for k, v in figures.items() if "_cpu_" in k}}
+    assert broken["gpu_verify_cuda_error"] == (
+        "RuntimeError: Expected all tensors to be on the same device"
+    )
+    assert not same_verdict(broken)

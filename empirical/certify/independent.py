@@ -193,7 +193,8 @@ def constants_before_attack(
         direction = torch.randn(d, generator=generator, dtype=torch.float64)
         direction /= torch.linalg.vector_norm(direction)
         u = float(torch.rand(1, generator=generator, dtype=torch.float64))
-        sampled.append(center + (radius * u ** (1.0 / d) * direction).to(center.dtype))
+        step = (radius * u ** (1.0 / d) * direction).to(center.device, center.dtype)
+        sampled.append(center + step)
     betas: list[float] = []
     gradients: list[float] = []
     for point in sampled:

@@ -244,7 +244,7 @@ def _curvature_bounds(
     import torch
 
     directions, random_points, seed = sampling
-    curvatures = torch.zeros(at_start.shape[0], dtype=torch.float64)
+    curvatures = torch.zeros(at_start.shape[0], dtype=torch.float64, device=at_start.device)
     if at_start.shape[0] == 0 or ball <= 0.0:
         return curvatures
     points = _directed_points(center, at_start, ball, directions)
@@ -386,7 +386,7 @@ def estimate_curvature(
             if candidates
             else center.new_zeros((0, center.numel()))
         )
-        gram = (at_start.double() @ at_start.double().T).numpy()
+        gram = (at_start.double() @ at_start.double().T).cpu().numpy()
         k = math.ceil(phi * len(examples) - 1e-12) - sum(harmful)
         zero = [0.0] * len(candidates)
         first_order = (

@@ -195,7 +195,8 @@ def ball_points(center: Tensor, radius: float, points: int, seed: int) -> list[T
         direction = torch.randn(d, generator=generator, dtype=torch.float64)
         direction /= torch.linalg.vector_norm(direction)
         u = float(torch.rand(1, generator=generator, dtype=torch.float64))
-        sampled.append(center + (radius * u ** (1.0 / d) * direction).to(center.dtype))
+        step = (radius * u ** (1.0 / d) * direction).to(center.device, center.dtype)
+        sampled.append(center + step)
     return sampled
 
 
@@ -225,7 +226,7 @@ def _unflatten(vector: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
 def scoring_start(
     model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]
 ) -> tuple[Tensor, Tensor, dict[str, Tensor], Tensor]:
-    """``examples`` encoded as one batch on the CPU (input ids, next-token targets
+    """``examples`` encoded as one batch on the model's device (input ids, next-token targets
     ``labels[:, 1:]``), the trainable parameters at θ_0 (detached) and θ_0 flattened.
 
     Raises:
@@ -233,10 +234,10 @@ def scoring_start(
     """
     import torch
 
-    from empirical.measurement.proxies import context_length, encode_for_scoring
+    from empirical.measurement.proxies import context_length, encode_for_scoring, model_device
 
     encoded = encode_for_scoring(
-        tokenizer, examples, limit=context_length(model), device=torch.device("cpu"),
+        tokenizer, examples, limit=context_length(model), device=model_device(model),
         batch_size=len(examples),
     )
     (batch,) = encoded.batches

@@ -3,6 +3,7 @@
     hfta verify                                  # claims/demo.toml on the embedded model
     hfta verify claims/lora_attacker.toml --out runs/lora
     hfta verify my_claim.toml --executor ray --ray-address auto --quiet
+    hfta verify my_claim.toml --device cuda      # train and evaluate on the GPU
 
 Reads the claim (``empirical.verify.claim``), checks it and everything it names before
 writing anything (bad input: one line on stderr, exit code 2, nothing written): the claim,
@@ -52,6 +53,13 @@ def verify_command(
         str | None, typer.Option(help="Address of a ray cluster (with --executor ray).")
     ] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads per attack.")] = 1,
+    device: Annotated[
+        str,
+        typer.Option(
+            help="Where the models are trained and evaluated: cpu or cuda (cuda: one worker, "
+            "its own caches in OUT.cache/cuda)."
+        ),
+    ] = "cpu",
     workers: Annotated[
         int,
         typer.Option(
@@ -94,6 +102,8 @@ def verify_command(
         raise HftaInputError(f"--threads must be at least 1, got {threads}")
     if workers < 1:
         raise HftaInputError(f"--workers must be at least 1, got {workers}")
+    if device not in ("cpu", "cuda"):
+        raise HftaInputError(f"--device must be cpu or cuda, not {device!r}")
 
     if explain:
         _explain(claim, as_json)
@@ -113,6 +123,7 @@ def verify_command(
         progress=not quiet,
         threads=threads,
         workers=workers,
+        device=device,  # type: ignore[arg-type]
     )
     result = verify_claim(
         claim,

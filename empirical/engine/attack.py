@@ -659,7 +659,7 @@ class _AttackLoop:
         # in one small vector: made once, no allocation per step (``_measure_update``)
         self.previous = self.start.clone()
         self._spare = torch.empty_like(self.start)
-        self._measured = torch.empty(3 if probe_batch is not None else 2)
+        self._measured = torch.empty(3 if probe_batch is not None else 2, device=self.start.device)
         self.probe_gradient: Tensor | None = None
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0

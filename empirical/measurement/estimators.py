@@ -265,6 +265,7 @@ def hessian_extremes_power(
     clock = _Clock(operator.landscape.counter)
     generator = torch.Generator().manual_seed(seed)
     start = torch.randn(operator.dimension, generator=generator, dtype=operator.landscape.dtype)
+    start = start.to(operator.landscape.device)  # drawn on the CPU's generator: same values
     products = 0
 
     def matvec(vector: Tensor) -> Tensor:
@@ -286,7 +287,9 @@ def hessian_extremes_power(
     # (which is ~0 when the spectrum is nearly a single point).
     gap, second_iterations, second_ok = _power_iteration(
         shifted,
-        torch.randn(operator.dimension, generator=generator, dtype=operator.landscape.dtype),
+        torch.randn(
+            operator.dimension, generator=generator, dtype=operator.landscape.dtype
+        ).to(operator.landscape.device),
         max_iterations=max_iterations,
         tolerance=tol,
         scale=abs(dominant),
@@ -342,7 +345,7 @@ def hessian_extremes_lanczos(
             if advance is not None:
                 advance(i + 1, dimension)
         dense = torch.stack(rows).double()
-        eigenvalues = np.linalg.eigvalsh(((dense + dense.T) / 2).numpy())
+        eigenvalues = np.linalg.eigvalsh(((dense + dense.T) / 2).cpu().numpy())
         method = "dense"
     else:
 
@@ -352,7 +355,7 @@ def hessian_extremes_lanczos(
             product = operator.matvec(torch.from_numpy(np.asarray(x).reshape(-1)).to(dtype))
             if advance is not None:
                 advance(iterations, 0)
-            return product.double().numpy()
+            return product.double().cpu().numpy()
 
         linear = LinearOperator((dimension, dimension), matvec=matvec, dtype=np.float64)
         start = np.random.default_rng(seed).standard_normal(dimension)

@@ -200,7 +200,8 @@ class HessianOperator:
 
     def quadratic_form(self, vector: Tensor) -> float:
         """vᵀ H v."""
-        return float(torch.dot(vector.to(self.landscape.dtype), self.matvec(vector)))
+        landscape = self.landscape
+        return float(torch.dot(vector.to(landscape.device, landscape.dtype), self.matvec(vector)))
 
     def _reuse_graph(self, v: Tensor) -> Tensor:
         if self._graph is None:

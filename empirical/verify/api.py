@@ -36,6 +36,7 @@ from empirical.verify.workspace import (
     Log,
     VerifyOptions,
     Workspace,
+    device_root,
     silent,
     use_torch_threads,
     work_directory,
@@ -43,7 +44,7 @@ from empirical.verify.workspace import (
 from theory.errors import HftaInputError
 from theory.verdict import Status
 
-__all__ = ["EXECUTORS", "VerifyResult", "check_options", "verify_claim"]
+__all__ = ["EXECUTORS", "VerifyResult", "check_device", "check_options", "verify_claim"]
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 """Where the attacks may run (``VerifyOptions.executor``)."""
@@ -79,6 +80,27 @@ def check_options(options: VerifyOptions) -> None:
         raise HftaInputError("a ray address needs the ray executor")
     if options.threads < 1:
         raise HftaInputError(f"threads must be at least 1, got {options.threads}")
+    check_device(options)
+
+
+def check_device(options: VerifyOptions) -> None:
+    """Refuse a device that cannot run (``HftaInputError``, one line): one that is not cpu or
+    cuda, cuda where torch sees no CUDA device (torch imported only then: a CPU run that hits
+    every cache imports none), and cuda with several workers, the ray executor or a
+    background worker: the device's runs are one process's, one after another."""
+    if options.device == "cpu":
+        return
+    if options.device != "cuda":
+        raise HftaInputError(f"device must be cpu or cuda, not {options.device!r}")
+    if options.executor != "local" or options.workers != 1:
+        raise HftaInputError(
+            "--device cuda runs every attack in this process: use the local executor and "
+            "one worker"
+        )
+    import torch
+
+    if not torch.cuda.is_available():
+        raise HftaInputError("--device cuda, but torch sees no CUDA device on this machine")
 
 
 def quiet_libraries(threads: int) -> None:
@@ -159,7 +181,9 @@ def verify_claim(
         if on_locked is not None:
             on_locked(work)
         started = time.perf_counter()
-        outcome = verify(prepared, Workspace(work), options=options, services=services, log=log)
+        workspace = Workspace(device_root(work, options.device))
+        workspace.root.mkdir(exist_ok=True)
+        outcome = verify(prepared, workspace, options=options, services=services, log=log)
         log("drawing the figures and writing the report")
         from empirical.verify.figures import figures
         from empirical.verify.report import write_outputs

@@ -104,9 +104,15 @@ class Certification(Record):
 
 
 def head_radii_of(
-    workspace: Workspace, model_path: Path | None, evaluation: Path, which: str, log: Log
+    workspace: Workspace,
+    model_path: Path | None,
+    evaluation: Path,
+    which: str,
+    log: Log,
+    device: str = "cpu",
 ) -> HeadRadii:
-    """The harm radii of a model on an evaluation file, from the cache or solved."""
+    """The harm radii of a model on an evaluation file, from the cache or solved (the
+    features by a forward pass on ``device``, the convex program on the CPU)."""
     key = model_data_key(model_path, evaluation, version=_CACHE_VERSION)
     cache = workspace.theory / f"head-radii-{key}.json"
     if cache.is_file():
@@ -120,7 +126,7 @@ def head_radii_of(
     started = time.perf_counter()
     examples = load_examples(evaluation)
     log(f"head-only harm radii of {which} on {len(examples)} held-out prompts (convex program)")
-    model, tokenizer = load_model(model_path)
+    model, tokenizer = load_model(model_path, device=device)
     features = head_features(model, tokenizer, examples)
     radii = radii_from_features(features)
     found = HeadRadii(
@@ -215,8 +221,8 @@ def certify_classes(
     if not classes or evaluation is None:
         return None
     started = time.perf_counter()
-    of_immunized = head_radii_of(workspace, immunized, evaluation, "M*", log)
-    of_original = head_radii_of(workspace, original, evaluation, "M", log)
+    of_immunized = head_radii_of(workspace, immunized, evaluation, "M*", log, base.device)
+    of_original = head_radii_of(workspace, original, evaluation, "M", log, base.device)
     found: list[ClassCertification] = []
     for cls in classes:
         schedule = _schedule(of_immunized, cls, workspace)
@@ -236,6 +242,7 @@ def certify_classes(
                 benchmark_seed=base.benchmark_seed,
                 eval_every=base.eval_every,
                 batch_size=base.batch_size,
+                device=base.device,
             )
             log(f"the strongest attack of {cls.label()} on M*")
             (trajectory,) = attack([config])

@@ -149,11 +149,14 @@ def immunize(
     thread_count: int = 1,
     log: Log = silent,
     progress: bool = False,
+    device: str = "cpu",
 ) -> DefenceOutcome:
     """M*: the claimed defence applied to M (cached by content), or the given model.
 
     ``apply`` defaults to ``apply_registered_defence`` (tests inject a fake defence), which
-    then reports its steps on a bar when ``progress`` (``empirical.progress``)."""
+    then reports its steps on a bar when ``progress`` (``empirical.progress``). M is loaded
+    on ``device`` and the defence trains there (it trains on its model's device); the cache
+    is the workspace's, which is the device's own (``workspace.device_root``)."""
     claim = prepared.claim
     model_path = None if prepared.model is None else str(prepared.model)
     if not claim.defence.applies:
@@ -186,7 +189,7 @@ def immunize(
 
     log(f"applying the defence {claim.defence.name} (cached afterwards)")
     started = time.perf_counter()
-    model, tokenizer = load_model(prepared.model)
+    model, tokenizer = load_model(prepared.model, device=device)
     from empirical.progress import step_progress
 
     inputs = (claim.defence.name, prepared.defence_hyperparameters, model, tokenizer)

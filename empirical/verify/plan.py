@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from empirical.engine.attack_config import AttackConfig, LoraSettings
+from empirical.engine.attack_config import AttackConfig, DeviceName, LoraSettings
 from empirical.measurement.trajectory import Trajectory
 from empirical.verify.claim import Claim, ClaimData
 from empirical.verify.outcome import AttackRun, RunRole
@@ -40,11 +40,18 @@ __all__ = [
 
 
 def attack_base(
-    claim: Claim, model: Path | None, attack: Path, evaluation: Path, reference: Path
+    claim: Claim,
+    model: Path | None,
+    attack: Path,
+    evaluation: Path,
+    reference: Path,
+    device: DeviceName = "cpu",
 ) -> AttackConfig:
-    """Everything an attack of this claim fixes besides the threat model's axes."""
+    """Everything an attack of this claim fixes besides the threat model's axes, and the
+    device the verification runs on (``VerifyOptions.device``; part of each attack's key)."""
     return AttackConfig(
         model=model,
+        device=device,
         data=attack,
         evaluation_data=evaluation,
         reference_data=reference,
@@ -136,16 +143,21 @@ class AttackPlan:
 
 
 def plan_attacks(
-    claim: Claim, data: ClaimData, workspace: Workspace, immunized: Path | None
+    claim: Claim,
+    data: ClaimData,
+    workspace: Workspace,
+    immunized: Path | None,
+    device: DeviceName = "cpu",
 ) -> AttackPlan:
-    """Every attack configuration of the claim on M* (module docstring); writes the data
-    files the attacks read into the work directory."""
+    """Every attack configuration of the claim on M* (module docstring), on ``device``;
+    writes the data files the attacks read into the work directory."""
     base = attack_base(
         claim,
         immunized,
         workspace.data_file("attack", data.attack),
         workspace.data_file("evaluation", data.evaluation),
         workspace.data_file("reference", data.reference),
+        device,
     )
     strategy = claim.search.strategy
     cross: list[AttackConfig] = []
@@ -167,12 +179,19 @@ def plan_attacks(
 
 
 def trainability_configs(
-    claim: Claim, original: Path | None, immunized: Path | None, train: Path, evaluation: Path
+    claim: Claim,
+    original: Path | None,
+    immunized: Path | None,
+    train: Path,
+    evaluation: Path,
+    device: DeviceName = "cpu",
 ) -> tuple[AttackConfig, AttackConfig]:
-    """The harmless fine-tuning of M and of M* on the trainability task (same settings)."""
+    """The harmless fine-tuning of M and of M* on the trainability task (same settings, on
+    ``device``)."""
     section = claim.trainability
     assert section is not None
     common: dict[str, Any] = {
+        "device": device,
         "data": train,
         "evaluation_data": evaluation,
         "reference_data": evaluation,

@@ -397,6 +397,7 @@ def _margins(
     log: Log,
     phi: float = 0.5,
     proxy: str = "exact_harm",
+    device: str = "cpu",
 ) -> tuple[Constants, bool]:
     """The constants of M* on one evaluation file (``estimate_curvature`` for exact harm,
     ``estimate_loss_curvature`` for sampled harm), from the cache or measured."""
@@ -415,7 +416,7 @@ def _margins(
     examples = load_examples(evaluation)
     what = "sequence losses" if sampled else "margins"
     log(f"{what} of M* on {len(examples)} held-out prompts, B(theta_0, {radius:.3g})")
-    model, tokenizer = load_model(immunized)
+    model, tokenizer = load_model(immunized, device=device)
     estimator = estimate_loss_curvature if sampled else estimate_curvature
     estimate: Constants = estimator(
         model,
@@ -483,7 +484,8 @@ def predict_attacks(
             continue
         if evaluation.name not in estimates:
             estimates[evaluation.name] = _margins(
-                workspace, immunized, evaluation, largest, None, log, phi, proxy
+                workspace, immunized, evaluation, largest, None, log, phi, proxy,
+                device=plan.base.device,
             )
     found = []
     for item in planned:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from empirical.engine.attack_config import AttackConfig
+from empirical.engine.attack_config import AttackConfig, DeviceName
 from empirical.measurement.trajectory import Environment, Trajectory
 from empirical.progress import step_progress
 from empirical.verify.certified import Certification, certify_classes
@@ -218,7 +218,7 @@ def attacker_for(services: Services, workspace: Workspace, options: VerifyOption
     from empirical.verify.executors import run_attacks, spare_core
 
     ahead = None
-    local = options.executor == "local" and options.workers == 1
+    local = options.executor == "local" and options.workers == 1 and options.device == "cpu"
     if options.overlap and local and services.run_attacks is run_attacks and spare_core():
         ahead = AttacksAhead(workspace.store, threads=options.threads)
     return Attacker(services.run_attacks, workspace.store, options, ahead)
@@ -342,7 +342,10 @@ def measure_stability(
     log("measuring stability on the reference data")
     with threads(options.threads):
         verdict, values = judge_stability(
-            claim, load_model(original), load_model(immunized), data.reference
+            claim,
+            load_model(original, device=options.device),
+            load_model(immunized, device=options.device),
+            data.reference,
         )
     if cache is not None:
         write_json(cache, {"verdict": verdict.model_dump(mode="json"), "values": values})
@@ -355,14 +358,16 @@ def trainability_plan(
     workspace: Workspace,
     original: Path | None,
     immunized: Path | None,
+    device: DeviceName = "cpu",
 ) -> list[AttackConfig]:
     """The harmless fine-tuning of M and of M* (``plan.trainability_configs`` on the work
-    directory's copies of the trainability data); none when trainability is not asked for."""
+    directory's copies of the trainability data, on ``device``); none when trainability is
+    not asked for."""
     if "trainability" not in set(claim.conditions.all):
         return []
     train = workspace.data_file("trainability_train", data.trainability_train)
     evaluation = workspace.data_file("trainability_evaluation", data.trainability_evaluation)
-    return list(trainability_configs(claim, original, immunized, train, evaluation))
+    return list(trainability_configs(claim, original, immunized, train, evaluation, device))
 
 
 def measure_trainability(
@@ -373,9 +378,10 @@ def measure_trainability(
     immunized: Path | None,
     attacker: Attacker,
     log: Log = silent,
+    device: DeviceName = "cpu",
 ) -> TrainabilityOutcome | None:
     """The same harmless fine-tuning of M and M*, judged by theory's ``Trainability``."""
-    configs = trainability_plan(claim, data, workspace, original, immunized)
+    configs = trainability_plan(claim, data, workspace, original, immunized, device)
     if not configs:
         return None
     log("harmless fine-tuning of M and M* (trainability)")
@@ -401,7 +407,7 @@ def environment(options: VerifyOptions) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return None
 
-    record = Environment.current("cpu", "float32").model_dump()
+    record = Environment.current(options.device, "float32").model_dump()
     # the installed versions, read without importing the packages (a cached run loads none)
     record.update(torch=version("torch"), transformers=version("transformers"))
     record.update(threads=options.threads)  # set by verify_claim (``use_torch_threads``)
@@ -511,11 +517,12 @@ def verify(
     claim, data, clock = prepared.claim, prepared.data, Clock()
     attacker = attacker_for(services, workspace, options)
     defence = immunize(prepared, workspace, apply=services.apply_defence, log=log,
-                       thread_count=options.threads, progress=options.progress)
+                       thread_count=options.threads, progress=options.progress,
+                       device=options.device)
     immunized, original = defence.immunized_path, prepared.original_model
     clock.lap("defence")
-    plan = plan_attacks(claim, data, workspace, immunized)
-    attacker.start(trainability_plan(claim, data, workspace, original, immunized))
+    plan = plan_attacks(claim, data, workspace, immunized, options.device)
+    attacker.start(trainability_plan(claim, data, workspace, original, immunized, options.device))
     predicted, certified = before_attacks(prepared, plan, workspace, immunized, attacker,
                                           services, options, log)
     clock.lap("predict")
@@ -532,9 +539,8 @@ def verify(
     clock.lap("original")
     stability = measure_stability(claim, data, original, immunized, options, log, workspace)
     clock.lap("stability")
-    trainability = measure_trainability(
-        claim, data, workspace, original, immunized, attacker, log
-    )
+    trainability = measure_trainability(claim, data, workspace, original, immunized, attacker,
+                                        log, options.device)
     clock.lap("trainability")
     attacked = attacks.attacked
     theory = check_theory(

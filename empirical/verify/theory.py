@@ -499,7 +499,7 @@ def check_theory(
             log(f"measuring the constants along the worst attack ({worst.run.label()})")
             from empirical.models.model import load_model
 
-            model, tokenizer = load_model(worst.run.config.model)
+            model, tokenizer = load_model(worst.run.config.model, device=worst.run.config.device)
             with step_progress(
                 "constants along the worst attack", None, enabled=progress
             ) as advance:

@@ -35,6 +35,7 @@ from empirical.datasets.data import Example, fingerprint, save_examples
 from empirical.verify.store import ResultStore
 
 if TYPE_CHECKING:
+    from empirical.engine.attack_config import DeviceName
     from empirical.verify.executors import ExecutorName
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "VerifyOptions",
     "Workspace",
     "cached_start_point",
+    "device_root",
     "directory_digest",
     "silent",
     "threads",
@@ -70,7 +72,12 @@ class VerifyOptions:
     ``overlap`` (with the local executor and one worker): the threat model's grid trains in one
     background worker process while this one computes the predictions and certificates
     (``executors.AttacksAhead``; the same trajectories, on two cores; False: one after another
-    in this process)."""
+    in this process). ``device``: where every model of the verification is loaded and trained
+    (the defence, the attacks, the predictions' and certificates' passes, the theory's
+    measurements): ``"cpu"`` or ``"cuda"``; with ``"cuda"`` everything runs in this process,
+    one attack after another (one local worker, no overlap: ``api.check_options``), and the
+    work directory is ``OUT.cache/cuda`` (``device_root``), so that nothing computed on one
+    device is reused by a run on another (their kernels round differently)."""
 
     executor: ExecutorName = "local"
     ray_address: str | None = None
@@ -78,12 +85,19 @@ class VerifyOptions:
     threads: int = 1
     workers: int = 1
     overlap: bool = True
+    device: DeviceName = "cpu"
 
 
 def work_directory(out: Path) -> Path:
     """The work directory of an output directory: ``OUT.cache`` next to it."""
     out = Path(out).resolve()
     return out.with_name(out.name + ".cache")
+
+
+def device_root(work: Path, device: str) -> Path:
+    """The root of the caches of a verification on ``device``: the work directory itself on
+    the CPU (the layout of every earlier run), ``work/<device>`` elsewhere."""
+    return work if device == "cpu" else work / device
 
 
 @dataclass(frozen=True)
