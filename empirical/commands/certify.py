@@ -114,15 +114,20 @@ def certify_command(
         str | None, typer.Option(help="The refusal text (never counted as harm).")
     ] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+    device: Annotated[
+        str, typer.Option(help="Where the features' forward pass runs: cpu or cuda.")
+    ] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print the certificate as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr.")] = False,
 ) -> None:
     """Certify weak resistance against every head-only attack of a declared class (T11), or
     strong resistance for an unbounded exponential class (T11 and T6)."""
     from empirical.certify.harm_radius import AttackerClass, certify_class
+    from empirical.engine.attack_config import checked_device
     from empirical.models.model import check_model_directory
 
     _options_checked(optimizer, schedule, phi, confidence, threads)
+    device = checked_device(device)
     cls = AttackerClass.model_validate(
         {
             "optimizer": optimizer,
@@ -148,7 +153,7 @@ def certify_command(
     torch.set_num_threads(threads)
     from empirical.progress import step_progress
 
-    loaded, tokenizer = load_model(model)
+    loaded, tokenizer = load_model(model, device=device)
     with step_progress(
         f"certify: harm radii of {len(examples)} prompts (one convex program)",
         None,

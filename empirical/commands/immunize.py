@@ -200,6 +200,9 @@ def immunize_command(
     threads: Annotated[
         int, typer.Option(help="torch CPU threads (tiny models run fastest on one).")
     ] = 1,
+    device: Annotated[
+        str, typer.Option(help="Where the defence trains and the models are scored: cpu or cuda.")
+    ] = "cpu",
     out: Annotated[
         Path | None,
         typer.Option(help="Output directory (new, empty, or a previous immunize output)."),
@@ -244,6 +247,9 @@ def immunize_command(
         raise HftaInputError("give --out DIR")
     if threads < 1:
         raise HftaInputError(f"--threads must be at least 1, got {threads}")
+    from empirical.engine.attack_config import checked_device
+
+    device = checked_device(device)
     if pair is not None or sklearn is not None:
         if defence != "condition-number":
             raise HftaInputError("--pair and --sklearn go with --defence condition-number")
@@ -304,7 +310,7 @@ def immunize_command(
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     torch.set_num_threads(threads)
-    loaded, tokenizer = load_model(model)
+    loaded, tokenizer = load_model(model, device=device)
     score = None if no_evaluate else _scorer(inputs)
     from empirical.progress import progress_stages
 

@@ -102,8 +102,6 @@ def verify_command(
         raise HftaInputError(f"--threads must be at least 1, got {threads}")
     if workers < 1:
         raise HftaInputError(f"--workers must be at least 1, got {workers}")
-    if device not in ("cpu", "cuda"):
-        raise HftaInputError(f"--device must be cpu or cuda, not {device!r}")
 
     if explain:
         _explain(claim, as_json)

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from empirical.datasets.data import Example, check_disjoint, load_examples
 from empirical.engine.attack_config import AttackConfig as AttackConfig
-from empirical.engine.attack_config import DeviceName, DtypeName
+from empirical.engine.attack_config import DeviceName, DtypeName, checked_device
 from empirical.engine.attack_config import LoraSettings as LoraSettings
 from empirical.engine.evaluator import Evaluator as Evaluator
 from empirical.engine.evaluator import batches_of as batches_of
@@ -380,10 +380,10 @@ def _model_and_tokenizer(
     return model, tokenizer
 
 
-def _device(name: DeviceName) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise HftaInputError("device 'cuda' requested but no CUDA device is available")
-    return torch.device(name)
+def torch_device(name: DeviceName) -> torch.device:
+    """The torch device of ``name`` (``attack_config.checked_device``: refused where it
+    cannot run, before anything is loaded)."""
+    return torch.device(checked_device(name))
 
 
 def _max_length(config: AttackConfig, model: nn.Module) -> int:
@@ -520,7 +520,7 @@ def attack(
         HftaInputError: unusable model, tokenizer, data or device (one clear message).
     """
     started = time.perf_counter()
-    device = _device(config.device)
+    device = torch_device(config.device)
     model, tokenizer = inputs.get("model"), inputs.get("tokenizer")
     harm_proxy, capability_proxy = inputs.get("harm_proxy"), inputs.get("capability_proxy")
     splits = resolve_data(

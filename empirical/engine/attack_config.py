@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from theory.errors import HftaInputError
 from theory.framework import Method, Optimizer, Schedule
 
 __all__ = [
@@ -35,12 +36,29 @@ __all__ = [
     "PositiveFloat",
     "ScheduleName",
     "UnitFraction",
+    "checked_device",
 ]
 
 OptimizerName = Optimizer  # defined once, in theory.framework
 MethodName = Method
 DeviceName = Literal["cpu", "cuda"]
 DtypeName = Literal["float32", "bfloat16"]
+
+
+def checked_device(name: str) -> DeviceName:
+    """A device to train and evaluate on: ``"cpu"``, or ``"cuda"`` where torch sees a CUDA
+    device (torch is imported only then); ``HftaInputError`` (one line) otherwise, before
+    anything is loaded."""
+    if name == "cpu":
+        return "cpu"
+    if name != "cuda":
+        raise HftaInputError(f"device must be cpu or cuda, not {name!r}")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise HftaInputError("device 'cuda' requested but no CUDA device is available")
+    return "cuda"
+
 #: theory.framework's schedules and the exponential decay η γˢ (``empirical.engine.schedules``)
 ScheduleName = Literal[Schedule, "exponential"]
 #: The harm proxies an attack can measure f with (``empirical.measurement.proxies``).

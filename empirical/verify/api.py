@@ -88,19 +88,16 @@ def check_device(options: VerifyOptions) -> None:
     cuda, cuda where torch sees no CUDA device (torch imported only then: a CPU run that hits
     every cache imports none), and cuda with several workers, the ray executor or a
     background worker: the device's runs are one process's, one after another."""
+    from empirical.engine.attack_config import checked_device
+
     if options.device == "cpu":
         return
-    if options.device != "cuda":
-        raise HftaInputError(f"device must be cpu or cuda, not {options.device!r}")
-    if options.executor != "local" or options.workers != 1:
+    if options.device == "cuda" and (options.executor != "local" or options.workers != 1):
         raise HftaInputError(
             "--device cuda runs every attack in this process: use the local executor and "
             "one worker"
         )
-    import torch
-
-    if not torch.cuda.is_available():
-        raise HftaInputError("--device cuda, but torch sees no CUDA device on this machine")
+    checked_device(options.device)
 
 
 def quiet_libraries(threads: int) -> None:

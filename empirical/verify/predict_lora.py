@@ -113,7 +113,7 @@ def measure_lora_start(config: AttackConfig) -> LoraStart:
     if config.method != "lora":
         raise HftaInputError(f"not a LoRA attack: method {config.method!r}")
     started = time.process_time()
-    device = engine._device(config.device)
+    device = engine.torch_device(config.device)
     with engine.deterministic(config.seed, device):
         model, _ = engine._model_and_tokenizer(config, None, None, device)
         model = engine._apply_lora(model, config.lora)

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.cli_helpers import run_hfta as _hfta
 
@@ -76,6 +77,11 @@ def test_a_small_class_is_certified_with_exit_zero_and_json(
         (["--schedule", "exponential", "--decay", "0.9", "--clip", "0"], "clipping norm"),
         (["--constant-steps", "5"], "constant_steps"),
         (["--schedule", "geometric"], "--schedule must be"),
+        (["--device", "tpu"], "device must be cpu or cuda"),
+        pytest.param(
+            ["--device", "cuda"], "no CUDA device",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA machine runs"),
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_two_before_any_compute(

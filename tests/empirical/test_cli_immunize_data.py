@@ -206,6 +206,8 @@ def _bad_files(root: Path, data: dict[str, Path]) -> dict[str, tuple[list[str], 
         "a data option on a linear pair": (
             ["--sklearn", "digits:0-1:2-3", "--retain", retain], "does not apply"
         ),
+        "an unknown device": (["--device", "tpu"], "device must be cpu or cuda"),
+        "cuda without a GPU": (["--device", "cuda"], "no CUDA device"),
     }
 
 
@@ -214,7 +216,8 @@ BAD = [
     "harmful without retain rows", "empty retain",
     "unsafe retain", "evaluate without harmless rows", "harmful shares a prompt with evaluate",
     "retain shares a prompt with evaluate", "evaluate and no-evaluate",
-    "a data option on a linear pair",
+    "a data option on a linear pair", "an unknown device",
+    *([] if torch.cuda.is_available() else ["cuda without a GPU"]),
 ]
 
 

@@ -146,7 +146,7 @@ def test_cuda_without_a_gpu_exits_2_before_writing(tmp_path: Path) -> None:
     out = tmp_path / "out"
     for args, message in (
         (["--device", "cuda"], "no CUDA device"),
-        (["--device", "tpu"], "--device must be cpu or cuda"),
+        (["--device", "tpu"], "device must be cpu or cuda"),
         (["--device", "cuda", "--workers", "2"], "one worker"),
     ):
         code, errors = _invoke(["verify", *args, "--out", str(out)])
