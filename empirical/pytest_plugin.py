@@ -129,8 +129,11 @@ class VerifierRuns:
         return int(self.config.getoption("verbose")) < 0
 
     def command(self, claim: str, out: Path) -> list[str]:
-        """``hfta verify CLAIM --out OUT`` (``--quiet`` under ``pytest -q``) as a subprocess."""
+        """``hfta verify CLAIM --out OUT --device DEVICE`` (``--quiet`` under ``pytest -q``)
+        as a subprocess; the device is ``--hfta-device`` (default cpu)."""
+        device = str(self.config.getoption("--hfta-device"))
         command = [sys.executable, "-m", "empirical.cli", "verify", claim, "--out", str(out)]
+        command += ["--device", device]
         return [*command, "--quiet"] if self.quiet else command
 
     def _stream(self, command: list[str]) -> tuple[int, list[str]]:
@@ -280,6 +283,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="DIR",
         help="Keep the verifier's outputs in DIR/<claim stem> (default: pytest's tmp dir).",
+    )
+    group.addoption(
+        "--hfta-device",
+        default="cpu",
+        metavar="DEVICE",
+        help="Where the verifier trains and evaluates: cpu (default) or cuda (hfta verify "
+        "--device).",
     )
 
 

@@ -198,6 +198,22 @@ def test_a_refused_claim_fails_its_items_with_the_reason(pytester: pytest.Pytest
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
+def test_the_device_reaches_the_verifier(pytester: pytest.Pytester) -> None:
+    """``--hfta-device`` is the verifier's ``--device``: here, with no CUDA device, its refusal
+    (exit 2, before anything runs) fails the claim's items with the verifier's own line."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    (pytester.path / "broken.toml").write_text(BROKEN)
+    result = pytester.runpytest_subprocess(
+        *_plugin_args(), "-p", "no:cacheprovider", "--hfta-claim", "broken.toml",
+        "--hfta-device", "cuda", timeout=300,
+    )
+    result.stdout.fnmatch_lines(["*hfta verify broken.toml failed (exit code 2)*no CUDA device*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
 def test_a_missing_claim_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(
         *_plugin_args(), "-p", "no:cacheprovider", "--hfta-claim", "nowhere.toml"
