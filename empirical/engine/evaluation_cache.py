@@ -56,6 +56,7 @@ import torch
 from torch import nn
 
 from empirical.measurement.numerics import numeric_settings
+from empirical.measurement.scoring import unhooked_library_modules
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -162,12 +163,8 @@ def model_fingerprint(model: nn.Module) -> str | None:
     gpt2 = sys.modules.get("transformers.models.gpt2.modeling_gpt2")
     if gpt2 is None or type(model) is not gpt2.GPT2LMHeadModel:
         return None
-    for module in model.modules():
-        origin = type(module).__module__
-        if module._forward_hooks or module._forward_pre_hooks or not (
-            origin.startswith("transformers.") or origin.startswith("torch.nn.")
-        ):
-            return None
+    if not unhooked_library_modules(model):
+        return None
     lm: Any = model
     config = lm.config
     settings = (

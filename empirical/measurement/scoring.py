@@ -115,6 +115,12 @@ def fast_path_supported(model: nn.Module) -> bool:
     lm: Any = model
     if not replicated_config(lm.config) or lm.lm_head.bias is not None:
         return False
+    return unhooked_library_modules(model)
+
+
+def unhooked_library_modules(model: nn.Module) -> bool:
+    """Whether every module of ``model`` is transformers' or torch's (``library_module``) and
+    none has a forward hook: its forward pass is then its classes, attributes and tensors."""
     return not any(
         m._forward_hooks or m._forward_pre_hooks or not library_module(m) for m in model.modules()
     )

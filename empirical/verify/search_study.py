@@ -198,17 +198,38 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: seconds a running trial without an owner is given to record one before it counts as
+#: abandoned: its process records the owner right after ``study.ask()`` (microseconds), so a
+#: trial still without one after this long was created by a process killed in between.
+OWNERLESS_GRACE_SECONDS = 1.0
+
+
 def fail_abandoned_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
-    """Mark failed the running trials whose process (on this machine) no longer exists."""
+    """Mark failed the running trials whose process (on this machine) no longer exists, and
+    those that still record no owner ``OWNERLESS_GRACE_SECONDS`` after they were seen (a
+    process killed between ``study.ask()`` and recording its owner)."""
     from optuna.trial import TrialState
 
     host = socket.gethostname()
     study_id = storage.get_study_id_from_name(study.study_name)
+
+    def fail(number: int) -> None:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+    ownerless: set[int] = set()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.user_attrs.get("owner")
-        if isinstance(owner, dict) and owner.get("host") == host and not _alive(owner["pid"]):
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        if owner is None:
+            ownerless.add(trial.number)
+        elif isinstance(owner, dict) and owner.get("host") == host and not _alive(owner["pid"]):
+            fail(trial.number)
+    if not ownerless:
+        return
+    time.sleep(OWNERLESS_GRACE_SECONDS)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.number in ownerless and trial.user_attrs.get("owner") is None:
+            fail(trial.number)
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:

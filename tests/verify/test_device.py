@@ -64,9 +64,9 @@ def _identity_defence(
     return model, {"stand_in": name}
 
 
-def test_every_stage_asks_for_the_requested_device(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _spy_on_loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(calling function, device asked for) of every ``load_model`` call from now on; the
+    model is loaded on the CPU whatever the device (this machine has no other)."""
     asked: list[tuple[str, str]] = []
     load = model_module.load_model
 
@@ -75,6 +75,19 @@ def test_every_stage_asks_for_the_requested_device(
         return load(path, device="cpu", dtype=dtype)
 
     monkeypatch.setattr(model_module, "load_model", spy)
+    return asked
+
+
+def _off_device(asked: list[tuple[str, str]], device: str) -> list[tuple[str, str]]:
+    """The loads that asked for another device than ``device``, except θ_0's norm and
+    dimension (``start_point``), which are read on the CPU: the same bytes on every device."""
+    return [(caller, d) for caller, d in asked if caller != "start_point" and d != device]
+
+
+def test_every_stage_asks_for_the_requested_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = _spy_on_loads(monkeypatch)
     attacker = WithCapability()
     claim = _claim(**EVERY_STAGE)
     result = verify(
@@ -91,8 +104,7 @@ def test_every_stage_asks_for_the_requested_device(
     callers = {caller for caller, _ in asked}
     # the defence, the predictions' margins, the head radii of M* and M, the stability pass
     assert {"immunize", "_margins", "head_radii_of", "measure_stability"} <= callers, callers
-    # θ_0's norm and dimension are read on the CPU (the same bytes on every device)
-    assert {device for caller, device in asked if caller != "start_point"} == {"cuda"}, asked
+    assert not _off_device(asked, "cuda"), asked
     assert attacker.ran and {config.device for config in attacker.ran} == {"cuda"}
     methods = {config.method for config in attacker.ran}
     assert "head" in methods  # the certified class's strongest attack is among them
@@ -102,15 +114,9 @@ def test_every_stage_asks_for_the_requested_device(
 def test_the_spy_sees_a_stage_that_ignores_the_device(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A stability stage that loads its models on the CPU whatever the options say is seen."""
-    asked: list[str] = []
-    load = model_module.load_model
-
-    def spy(path: Path | None = None, *, device: str = "cpu", dtype: Any = None) -> Any:
-        asked.append(device)
-        return load(path, device="cpu", dtype=dtype)
-
-    monkeypatch.setattr(model_module, "load_model", spy)
+    """A stability stage that loads its models on the CPU whatever the options say is seen
+    by the criterion the test above applies."""
+    asked = _spy_on_loads(monkeypatch)
     from empirical.verify import stages
 
     original: Any = stages.measure_stability
@@ -124,7 +130,7 @@ def test_the_spy_sees_a_stage_that_ignores_the_device(
     verify(prepare(_claim()), Workspace(tmp_path),
            options=VerifyOptions(progress=False, device="cuda"),
            services=Services(run_attacks=StandIn(), measure_path=False))
-    assert "cpu" in asked
+    assert _off_device(asked, "cuda") == [("measure_stability", "cpu")] * 2, asked
 
 
 def test_a_device_that_cannot_run_is_refused() -> None:
